@@ -1,0 +1,1 @@
+"""Claim plugins: one file per source paper; each registers its theorems as executable checks."""

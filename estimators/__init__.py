@@ -1,0 +1,1 @@
+"""Estimator plugins: one file per estimator family; each registers itself on import."""

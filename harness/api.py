@@ -1,0 +1,51 @@
+"""The public API of DESIGN.md (re-exported by ``import harness``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import BlobenchError
+from .estimator_base import Estimator
+from .problem_base import Problem
+from .registry import CLAIMS, ESTIMATORS, METRICS, PROBLEMS
+
+
+def problems() -> list[str]:
+    """Registered problem names."""
+    return PROBLEMS.names()
+
+
+def estimators() -> list[str]:
+    """Registered estimator names."""
+    return ESTIMATORS.names()
+
+
+def metrics() -> list[str]:
+    """Registered metric names."""
+    return METRICS.names()
+
+
+def claims() -> list[str]:
+    """Registered claim names."""
+    return CLAIMS.names()
+
+
+def problem(name: str, **params: Any) -> Problem:
+    """Build a registered problem; unknown names and bad parameters raise a clear BlobenchError."""
+    cls = PROBLEMS.get(name)
+    try:
+        return cls(**params)
+    except BlobenchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise BlobenchError(f"problem {name!r}: {exc}") from exc
+
+
+def estimator(name: str, **params: Any) -> Estimator:
+    """Build a registered estimator from validated parameters."""
+    cls = ESTIMATORS.get(name)
+    try:
+        return cls(**params)
+    except BlobenchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise BlobenchError(f"estimator {name!r}: {exc}") from exc

@@ -1,0 +1,89 @@
+"""Claims: theorems of the literature as executable checks (DESIGN.md, "Claim").
+
+A claim states something with its citation, runs an experiment at a budget size
+("ci": a minute or less, "full": paper scale), and decides with a stated rule. Every
+claim has a negative control: the same experiment on a perturbed estimator or problem,
+on which the same rule must NOT hold. A claim records its expected outcome ("holds" or
+"not reproduced" with the evidence); the gate fails when the measured outcome differs
+from the recorded one, or when a negative control passes.
+
+Subclass :class:`Claim`, register with ``@harness.register_claim("name")`` and implement
+``evaluate(size, control) -> Verdict``: ``control=False`` runs the real experiment,
+``control=True`` the negative control.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .errors import BlobenchError
+from .registry import CLAIMS
+
+SIZES = ("ci", "full")
+
+
+@dataclass
+class Verdict:
+    """Outcome of one decision rule: holds, the measured and predicted figures (text), evidence."""
+
+    holds: bool
+    measured: str
+    predicted: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClaimResult:
+    name: str
+    citation: str
+    statement: str
+    expected: str
+    outcome: str
+    measured: str
+    predicted: str
+    control: str
+    control_holds: bool
+    passed: bool
+    seconds: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        return {"claim": self.name, "citation": self.citation, "measured": self.measured,
+                "predicted": self.predicted, "expected": self.expected, "outcome": self.outcome,
+                "control": self.control, "control_verdict": "holds (BAD)" if self.control_holds else "fails (good)",
+                "gate": "PASS" if self.passed else "FAIL", "seconds": round(self.seconds, 1)}
+
+
+class Claim:
+    name: ClassVar[str] = "?"
+    citation: ClassVar[str] = ""
+    statement: ClassVar[str] = ""
+    #: "holds", or "not reproduced" (then ``evidence_note`` says what was seen)
+    expected: ClassVar[str] = "holds"
+    evidence_note: ClassVar[str] = ""
+    #: what the negative control perturbs
+    control: ClassVar[str] = ""
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        raise NotImplementedError
+
+    def run(self, size: str = "ci") -> ClaimResult:
+        if size not in SIZES:
+            raise BlobenchError(f"claim size must be one of {SIZES}, got {size!r}")
+        t0 = time.perf_counter()
+        v = self.evaluate(size, control=False)
+        c = self.evaluate(size, control=True)
+        outcome = "holds" if v.holds else "not reproduced"
+        # A "not reproduced" claim's control is the counterfactual on which the statement would hold;
+        # it must fail as well for the rule to be shown able to discriminate.
+        passed = (outcome == self.expected) and not c.holds
+        return ClaimResult(self.name, self.citation, self.statement, self.expected, outcome, v.measured, v.predicted,
+                           self.control, c.holds, passed, time.perf_counter() - t0,
+                           {"main": v.evidence, "control": c.evidence, "control_measured": c.measured})
+
+
+def check(names: list[str] | None = None, size: str = "ci") -> list[ClaimResult]:
+    names = list(names) if names else CLAIMS.names()
+    classes = [CLAIMS.get(n) for n in names]  # unknown names fail before anything runs
+    return [cls().run(size) for cls in classes]

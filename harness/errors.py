@@ -1,0 +1,19 @@
+"""Errors that the CLI turns into one clean line and exit code 2."""
+from __future__ import annotations
+
+
+class BlobenchError(Exception):
+    """A user-facing error: bad name, bad parameter, malformed matrix, bad plugin output."""
+
+
+class UnknownNameError(BlobenchError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ParameterError(BlobenchError, ValueError):
+    pass
+
+
+class PluginError(BlobenchError):
+    """A plugin (problem, estimator, metric, claim) broke its contract, e.g. returned the wrong shape."""

@@ -1,0 +1,1 @@
+"""Problem plugins: one file per problem family; each registers itself on import."""

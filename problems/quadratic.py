@@ -1,0 +1,134 @@
+"""Quadratic bilevel problem with exact float64 ground truth.
+
+    g(x, y) = 1/2 y^T A y - y^T B x - b^T y        (inner, mu-strongly convex in y)
+    f(x, y) = 1/2 ||y - c||^2 + rho/2 ||x||^2      (outer)
+
+A = Q diag(lambda) Q^T with eigenvalues evenly spaced on exactly [mu, L], L = kappa * mu.
+Then y*(x) = A^{-1}(B x + b), Phi(x) = f(x, y*(x)),
+grad Phi(x) = rho x + B^T A^{-1} (y*(x) - c)  (the implicit-function formula, since
+grad2_xy g = -B^T), and the unique stationary point solves (B^T A^{-2} B + rho I) x = B^T A^{-2}(c - ... )
+as written out in :meth:`Quadratic.stationary_points`.
+
+Stochastic form (noise > 0): one sample xi gives
+    g(x, y; xi) = 1/2 y^T Q diag(lambda * w) Q^T y - y^T B diag(1 + t) x - (b + e_b)^T y
+    f(x, y; xi) = 1/2 ||y - c - e_c||^2 + rho/2 ||x||^2
+with w ~ Gamma(1/noise^2, noise^2) (mean 1, variance noise^2, always positive so every
+sample stays strongly convex), and t, e_b, e_c ~ N(0, noise^2 I), all independent. Since
+f and g are linear in (w, t, e_b, e_c), a minibatch of size b is the sample whose
+coefficients are batch means: w ~ Gamma(b/noise^2, noise^2/b), t, e_b, e_c ~ N(0, noise^2/b I).
+Its expectation is the population problem; Var[grad_y f] = noise^2/b I exactly.
+(This is the "stochastic quadratic" used throughout Ji et al. 2021 style checks.)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import harness
+from harness.errors import ParameterError
+from harness.params import Param
+
+
+@harness.register_problem("quadratic")
+class Quadratic(harness.Problem):
+    """Quadratic bilevel problem: g = 1/2 y'Ay - y'Bx - b'y, f = 1/2||y-c||^2 + rho/2||x||^2; spectrum of A spans exactly [mu, kappa*mu]."""
+
+    params = {
+        "dim": Param("int", default=10, low=1, doc="dim_x = dim_y unless given separately"),
+        "dim_x": Param("int", optional=True, low=1, doc="outer dimension (default: dim)"),
+        "dim_y": Param("int", optional=True, low=1, doc="inner dimension (default: dim)"),
+        "kappa": Param("float", default=10.0, low=1.0, doc="condition number L/mu of grad2_yy g"),
+        "mu": Param("float", default=1.0, low=0.0, low_open=True, doc="strong convexity of g in y"),
+        "rho": Param("float", default=0.1, low=0.0, doc="outer ridge weight"),
+        "noise": Param("float", default=0.0, low=0.0, doc="per-sample noise level (0: deterministic)"),
+        "seed": Param("int", default=0, low=0, doc="seed of the problem's data (A, B, b, c)"),
+    }
+
+    def setup(self) -> None:
+        p = self.p
+        self.dim_x = p["dim_x"] or p["dim"]
+        self.dim_y = p["dim_y"] or p["dim"]
+        if self.dim_y == 1 and p["kappa"] != 1.0:
+            raise ParameterError("problem 'quadratic': kappa must be 1 when dim_y = 1 (one eigenvalue)")
+        rng = np.random.default_rng(p["seed"])
+        q, _ = np.linalg.qr(rng.standard_normal((self.dim_y, self.dim_y)))
+        mu, L = p["mu"], p["mu"] * p["kappa"]
+        lam = np.linspace(mu, L, self.dim_y) if self.dim_y > 1 else np.array([mu])
+        t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+        self.Q = t(q)
+        self.lam = t(lam)
+        self.A = t(q @ np.diag(lam) @ q.T)
+        self.A = 0.5 * (self.A + self.A.T)
+        self.B = t(rng.standard_normal((self.dim_y, self.dim_x)) / np.sqrt(self.dim_x))
+        self.b = t(rng.standard_normal(self.dim_y))
+        self.c = t(rng.standard_normal(self.dim_y))
+        self.Ainv = self.Q @ torch.diag(1.0 / self.lam) @ self.Q.T
+        self._mu, self._L = mu, L
+
+    # -- structure --------------------------------------------------------------------
+    @property
+    def constants(self) -> dict[str, float]:
+        return {
+            "mu": self._mu, "L": self._L, "kappa": self._L / self._mu, "rho": self.p["rho"],
+            "cross_norm": float(torch.linalg.matrix_norm(self.B, 2)), "noise": self.p["noise"],
+            "L_f": 1.0,
+        }
+
+    @property
+    def stochastic(self) -> bool:
+        return self.p["noise"] > 0
+
+    def inner(self, x, y, batch=None):
+        if batch is None:
+            return 0.5 * y @ (self.A @ y) - y @ (self.B @ x) - self.b @ y
+        z = self.Q.T @ y
+        return (0.5 * torch.sum(self.lam * batch["w"] * z * z)
+                - y @ (self.B @ (x * (1.0 + batch["t"]))) - (self.b + batch["eb"]) @ y)
+
+    def outer(self, x, y, batch=None):
+        c = self.c if batch is None else self.c + batch["ec"]
+        return 0.5 * torch.sum((y - c) ** 2) + 0.5 * self.p["rho"] * torch.sum(x * x)
+
+    def sample(self, generator: torch.Generator, n: int, batch_size: int = 1):
+        """n minibatches of ``batch_size`` samples, each given by its mean coefficients (exact in law)."""
+        s = self.p["noise"]
+        if s == 0:
+            return None
+        sd = s / np.sqrt(batch_size)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        rng = np.random.default_rng(seed)
+        shape_k = batch_size / s**2
+        w = rng.gamma(shape_k, 1.0 / shape_k, size=(n, self.dim_y))
+        g = lambda d: torch.randn((n, d), generator=generator, dtype=torch.float64) * sd  # noqa: E731
+        return {"w": torch.tensor(w, dtype=torch.float64), "t": g(self.dim_x), "eb": g(self.dim_y), "ec": g(self.dim_y)}
+
+    # -- ground truth (float64, closed form) ---------------------------------------------
+    def inner_solution(self, x):
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return self.Ainv @ (self.B @ x + self.b)
+
+    def value(self, x) -> float:
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return float(self.outer(x, self.inner_solution(x)))
+
+    def hypergradient(self, x):
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return self.p["rho"] * x + self.B.T @ (self.Ainv @ (self.inner_solution(x) - self.c))
+
+    def implicit_term(self, x):
+        """The term first-order methods drop: -grad2_xy g [grad2_yy g]^-1 grad_y f = B^T A^-1 (y* - c)."""
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return self.B.T @ (self.Ainv @ (self.inner_solution(x) - self.c))
+
+    def hessian_phi(self) -> torch.Tensor:
+        M = self.Ainv @ self.B
+        return M.T @ M + self.p["rho"] * torch.eye(self.dim_x, dtype=torch.float64)
+
+    def stationary_points(self):
+        # grad Phi = (B^T A^-2 B + rho I) x + B^T A^-1 (A^-1 b - c) = 0
+        rhs = -(self.B.T @ (self.Ainv @ (self.Ainv @ self.b - self.c)))
+        x = torch.linalg.lstsq(self.hessian_phi(), rhs.unsqueeze(1)).solution.squeeze(1)
+        return [x]
+
+    def x0(self):
+        return torch.zeros(self.dim_x, dtype=torch.float64)
