@@ -111,6 +111,7 @@ def discover(force: bool = False) -> None:
         return
     _discovered = True
     importlib.import_module("harness.measures")
+    importlib.import_module("harness.outer")
     for pkg_name in ("problems", "estimators", "claims"):
         try:
             pkg = importlib.import_module(pkg_name)
