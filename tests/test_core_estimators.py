@@ -1,0 +1,123 @@
+"""exact / itd / aid-cg / fo against the closed-form truth of `quadratic`, and their oracle counts."""
+import pytest
+import torch
+
+import harness
+
+
+@pytest.fixture(scope="module")
+def quad():
+    return harness.problem("quadratic", dim=6, kappa=10)
+
+
+def x_of(p, seed=3):
+    return torch.randn(p.dim_x, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def one(p, name, x, **kw):
+    return harness.estimate(p, harness.estimator(name, **kw), x, n=1)
+
+
+def err(p, name, x, **kw):
+    return float(torch.linalg.norm(one(p, name, x, **kw).grads[0] - p.hypergradient(x)))
+
+
+def test_exact_is_ground_truth(quad):
+    x = x_of(quad)
+    out = one(quad, "exact", x)
+    assert torch.equal(out.grads[0], quad.hypergradient(x))
+    assert out.mean_calls()["exact"] == 1
+
+
+@pytest.mark.parametrize("name,kw", [("itd", dict(inner_steps=400)), ("aid-cg", dict(inner_steps=400, solver_steps=30))])
+def test_converges_to_exact_at_large_budget(quad, name, kw):
+    assert err(quad, name, x_of(quad), **kw) < 1e-8
+
+
+@pytest.mark.parametrize("name,budget", [("itd", "inner_steps"), ("aid-cg", "inner_steps"), ("aid-cg", "solver_steps")])
+def test_error_decreases_with_budget(quad, name, budget):
+    x = x_of(quad)
+    base = dict(inner_steps=400) if budget == "solver_steps" else {}
+    errs = [err(quad, name, x, **{**base, budget: b}) for b in (1, 4, 16, 64)]
+    # strictly decreasing until it reaches round-off (CG is exact after dim steps)
+    assert all(a > b or (a < 1e-12 and b < 1e-12) for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] < 1e-2 * errs[0]  # (1 - 1/kappa)^64 ~ 1e-3 for kappa = 10
+
+
+def test_itd_equals_autograd_through_the_unrolled_loop(quad):
+    """Our explicit reverse mode equals torch.autograd through D GD steps (an independent implementation)."""
+    x = x_of(quad).requires_grad_(True)
+    D, lr = 7, 1.0 / quad.constants["L"]
+    y = torch.zeros(quad.dim_y, dtype=torch.float64)
+    for _ in range(D):
+        y = y - lr * (quad.A @ y - quad.B @ x - quad.b)
+    (g,) = torch.autograd.grad(quad.outer(x, y), x)
+    ours = one(quad, "itd", x.detach(), inner_steps=D).grads[0]
+    assert torch.allclose(ours, g, rtol=1e-12, atol=1e-12)
+
+
+def test_fo_error_is_the_dropped_implicit_term(quad):
+    x = x_of(quad)
+    fo = one(quad, "fo", x, inner_steps=600).grads[0]
+    dropped = quad.hypergradient(x) - fo
+    assert torch.allclose(dropped, quad.implicit_term(x), atol=1e-10)
+    assert torch.linalg.norm(dropped) > 0.1  # the term is not trivially zero here
+
+
+def test_aid_cg_solves_the_linear_system_like_a_direct_solve(quad):
+    """With y exact (many GD steps), N = dim CG steps reproduce torch.linalg.solve exactly."""
+    x = x_of(quad)
+    out = one(quad, "aid-cg", x, inner_steps=800, solver_steps=quad.dim_y).grads[0]
+    y = quad.inner_solution(x)
+    v = torch.linalg.solve(quad.A, y - quad.c)
+    direct = quad.p["rho"] * x + quad.B.T @ v
+    assert torch.allclose(out, direct, atol=1e-10)
+
+
+@pytest.mark.parametrize("D,N", [(0, 0), (3, 2), (11, 5)])
+def test_oracle_counts_match_formulas(quad, D, N):
+    x = x_of(quad)
+    c = one(quad, "itd", x, inner_steps=D).mean_calls()
+    assert c == {"grad_x_f": 1, "grad_y_f": 1, "grad_y_g": D, "hvp": D, "jvp": D, "exact": 0}
+    c = one(quad, "aid-cg", x, inner_steps=D, solver_steps=N).mean_calls()
+    assert c == {"grad_x_f": 1, "grad_y_f": 1, "grad_y_g": D, "hvp": N, "jvp": 1, "exact": 0}
+    c = one(quad, "fo", x, inner_steps=D).mean_calls()
+    assert c == {"grad_x_f": 1, "grad_y_f": 1, "grad_y_g": D, "hvp": 0, "jvp": 0, "exact": 0}
+
+
+def test_batched_draws_equal_per_draw_loop():
+    """vmap in chunks gives the same numbers as the per-draw loop (purity of estimate)."""
+    p = harness.problem("quadratic", dim=4, kappa=5, noise=0.3)
+    e = harness.estimator("aid-cg", inner_steps=5, solver_steps=3, batch_size=2)
+    a = harness.estimate(p, e, seed=7, n=37, chunk=10)
+    b = harness.estimate(p, e, seed=7, n=37, vmapped=False)
+    assert a.batched and not b.batched
+    assert torch.allclose(a.grads, b.grads, rtol=1e-12, atol=1e-13)
+    assert torch.equal(a.calls["hvp"], torch.full((37,), 3))
+    c = harness.estimate(p, e, seed=7, n=37, chunk=1024)
+    assert torch.equal(a.grads, c.grads) or torch.allclose(a.grads, c.grads, rtol=1e-14, atol=1e-15)
+    d = harness.estimate(p, e, seed=8, n=37)
+    assert not torch.allclose(a.grads, d.grads)
+
+
+def test_stochastic_itd_is_unbiased_when_linear_in_noise():
+    """With only outer noise entering linearly (inner_steps=0: y = 0), itd's estimate is unbiased."""
+    p = harness.problem("quadratic", dim=3, kappa=4, noise=0.5)
+    x = torch.ones(3, dtype=torch.float64)
+    e = harness.estimator("itd", inner_steps=0)
+    out = harness.estimate(p, e, x, n=4000)
+    # E[estimate] = grad_x f(x, 0) = rho x
+    mean = out.grads.mean(0)
+    se = out.grads.std(0) / 4000**0.5
+    assert bool(((mean - p.p["rho"] * x).abs() < 5 * se + 1e-12).all())
+
+
+def test_wrong_shape_from_a_plugin_is_a_clear_error():
+    @harness.register_estimator("test-wrong-shape")
+    class Wrong(harness.Estimator):
+        def estimate(self, oracles, x, noise, state=None):
+            return harness.Estimate(torch.zeros(x.numel() + 1))
+
+    p = harness.problem("quadratic", dim=3, kappa=2)
+    with pytest.raises(harness.PluginError, match="shape"):
+        harness.estimate(p, harness.estimator("test-wrong-shape"), n=2)

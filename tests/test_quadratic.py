@@ -1,0 +1,80 @@
+"""Ground truth of the `quadratic` problem against independent computations."""
+import numpy as np
+import pytest
+import torch
+
+import harness
+
+
+def central_fd(fn, x, h=1e-5):
+    g = torch.zeros_like(x)
+    for i in range(x.numel()):
+        e = torch.zeros_like(x)
+        e[i] = h
+        g[i] = (fn(x + e) - fn(x - e)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("kw", [dict(dim=6, kappa=10), dict(dim_x=3, dim_y=7, kappa=100, rho=0.0), dict(dim=4, kappa=1.0)])
+def test_hypergradient_matches_finite_differences(kw):
+    p = harness.problem("quadratic", **kw)
+    x = torch.randn(p.dim_x, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    fd = central_fd(p.value, x)
+    g = p.hypergradient(x)
+    assert torch.linalg.norm(g - fd) / torch.linalg.norm(g) < 1e-7
+
+
+def test_spectrum_spans_exactly_mu_L():
+    p = harness.problem("quadratic", dim=8, kappa=37.0, mu=0.5)
+    ev = np.linalg.eigvalsh(p.A.numpy())
+    assert ev.min() == pytest.approx(0.5, rel=1e-12)
+    assert ev.max() == pytest.approx(0.5 * 37.0, rel=1e-12)
+    c = p.constants
+    assert c["kappa"] == pytest.approx(37.0) and c["mu"] == 0.5 and c["L"] == pytest.approx(18.5)
+
+
+def test_inner_solution_is_argmin():
+    p = harness.problem("quadratic", dim=5, kappa=10)
+    x = torch.ones(5, dtype=torch.float64)
+    y = p.inner_solution(x)
+    gy = torch.func.grad(p.inner, argnums=1)(x, y, None)
+    assert torch.linalg.norm(gy) < 1e-12
+
+
+def test_gradient_vanishes_at_stationary_point():
+    p = harness.problem("quadratic", dim=6, kappa=50)
+    (xs,) = p.stationary_points()
+    assert torch.linalg.norm(p.hypergradient(xs)) < 1e-10
+    # and it is a minimum: Phi grows in every random direction
+    for s in range(5):
+        d = torch.randn(6, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+        assert p.value(xs + 1e-3 * d) > p.value(xs)
+
+
+def test_stochastic_batches_average_to_population():
+    """E over minibatches of g(x, y; batch) equals g(x, y); Var[grad_y f] = noise^2 / b exactly."""
+    p = harness.problem("quadratic", dim=4, kappa=5, noise=0.4)
+    gen = torch.Generator().manual_seed(0)
+    n, b = 20000, 4
+    batch = p.sample(gen, n, batch_size=b)
+    x = torch.linspace(-1, 1, 4, dtype=torch.float64)
+    y = torch.linspace(0.5, -0.5, 4, dtype=torch.float64)
+    vals = torch.func.vmap(lambda bt: p.inner(x, y, bt))(batch)
+    se = vals.std() / n**0.5
+    assert abs(vals.mean() - p.inner(x, y, None)) < 4 * se
+    gyf = torch.func.vmap(lambda bt: torch.func.grad(p.outer, argnums=1)(x, y, bt))(batch)
+    var = gyf.var(0)
+    # sample variance of a Gaussian: relative sd sqrt(2/n) ~ 1%
+    assert torch.allclose(var, torch.full_like(var, 0.4**2 / b), rtol=0.05)
+    assert bool((batch["w"] > 0).all())  # every sample stays strongly convex
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(harness.ParameterError, match="kappa"):
+        harness.problem("quadratic", kappa=0.5)
+    with pytest.raises(harness.ParameterError, match="'dimm'.*did you mean 'dim'"):
+        harness.problem("quadratic", dimm=3)
+    with pytest.raises(harness.ParameterError, match="dim"):
+        harness.problem("quadratic", dim="ten")
+    with pytest.raises(harness.ParameterError, match="kappa must be 1"):
+        harness.problem("quadratic", dim=1, kappa=3)
