@@ -5,41 +5,85 @@
     estimate = grad_x f(x, y_D) - grad2_xy g(x, y_D) v_N
 (Ji, Yang, Liang 2021, Algorithm 1 "AID-BiO", eq. (3); Pedregosa 2016; Grazzi et al. 2020.)
 
-``aid-cg`` solves with conjugate gradient (N HV products from v_0 = 0).
-Oracle accounting (tested): D grad_y g, N HV, 1 JV, 1 grad_x f, 1 grad_y f.
+Linear solvers (shared code in :mod:`harness.numerics`):
+- ``aid-cg``: N iterations of conjugate gradient (Ji et al. 2021, eq. (3), "AID-CG");
+- ``aid-neumann``: truncated Neumann series v_Q = eta sum_{i=0}^{Q} (I - eta H)^i grad_y f
+  (Ji et al. 2021, "AID-NS"; Lorraine et al. 2020), Q = solver_steps, eta = solver_lr;
+- ``aid-fp``: fixed-point iteration v <- v - eta (H v - grad_y f) (Grazzi et al. 2020, "FP").
+
+``warm_start=true`` is AID-BiO's Algorithm 1: y_0 of outer step k is y_D of step k-1 and
+the solver starts from v_N of step k-1 (CG and FP; the Neumann series has no start point),
+both carried in ``Estimate.state``.
+
+Oracle accounting (tested): D grad_y g, N HV (N + 1 for warm-started CG: one initial residual),
+1 JV, 1 grad_x f, 1 grad_y f.
 """
 from __future__ import annotations
 
 import harness
-from harness.estimator_base import BATCH_SIZE, INNER_LR, INNER_STEPS, SOLVER_STEPS, batch_of, draw_batches, step_batches
-from harness.numerics import cg, inner_gd
+from harness.estimator_base import (BATCH_SIZE, INNER_LR, INNER_STEPS, SOLVER_LR, SOLVER_STEPS, batch_of, draw_batches,
+                                    step_batches)
+from harness.numerics import cg, fixed_point, inner_gd, neumann
+from harness.params import Param
+
+WARM_START = Param("bool", default=False, doc="carry y and v across outer iterations (Ji et al. 2021, Alg. 1)")
 
 
 class AIDBase(harness.Estimator):
     """Shared assembly of the AID family; subclasses implement :meth:`solve`."""
 
-    params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "solver_steps": SOLVER_STEPS, "batch_size": BATCH_SIZE}
+    params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "solver_steps": SOLVER_STEPS, "batch_size": BATCH_SIZE,
+              "warm_start": WARM_START}
 
     def draw(self, problem, generator, n):
         return draw_batches(problem, generator, n,
                             {"inner": self.inner_steps(problem), "outer": 0, "hess": 0}, self.p["batch_size"])
 
-    def solve(self, oracles, x, y, b, hess_batch):
+    def solver_lr(self, oracles) -> float:
+        eta = self.p.get("solver_lr")
+        return 1.0 / float(oracles.constants["L"]) if eta is None else float(eta)
+
+    def solve(self, oracles, x, y, b, hess_batch, v0=None):
         raise NotImplementedError
 
     def estimate(self, oracles, x, noise, state=None):
         D, lr = self.inner_steps(oracles), self.inner_lr(oracles)
-        y0 = oracles.init_inner(x)
+        warm = bool(self.p.get("warm_start")) and state is not None
+        y0 = state["y"].detach() if warm and "y" in state else oracles.init_inner(x)
+        v0 = state["v"].detach() if warm and "v" in state else None
         yD, _ = inner_gd(oracles, x, y0, D, lr, step_batches(oracles, noise))
         gx, gy = oracles.grad_f(x, yD, batch_of(noise, "outer"))
         hb = batch_of(noise, "hess")
-        v = self.solve(oracles, x, yD, gy, hb)
-        return harness.Estimate(gx - oracles.jvp(x, yD, v, hb))
+        v = self.solve(oracles, x, yD, gy, hb, v0)
+        st = {"y": yD.detach(), "v": v.detach()} if self.p.get("warm_start") else None
+        return harness.Estimate(gx - oracles.jvp(x, yD, v, hb), state=st)
 
 
 @harness.register_estimator("aid-cg")
 class AIDCG(AIDBase):
     """AID-CG: inner_steps of GD, then solver_steps of conjugate gradient, then one cross product (Ji et al. 2021, Alg. 1)."""
 
-    def solve(self, oracles, x, y, b, hess_batch):
-        return cg(lambda v: oracles.hvp(x, y, v, hess_batch), b, self.p["solver_steps"])
+    def solve(self, oracles, x, y, b, hess_batch, v0=None):
+        return cg(lambda v: oracles.hvp(x, y, v, hess_batch), b, self.p["solver_steps"], v0)
+
+
+@harness.register_estimator("aid-neumann")
+class AIDNeumann(AIDBase):
+    """AID-NS: truncated Neumann series eta sum_{i<=Q} (I - eta H)^i grad_y f, Q = solver_steps (Ji et al. 2021, eq. (3))."""
+
+    params = {**AIDBase.params, "solver_lr": SOLVER_LR}
+
+    def solve(self, oracles, x, y, b, hess_batch, v0=None):
+        # the series has no start point: v0 (warm start) is ignored, only y is warm-started
+        return neumann(lambda v: oracles.hvp(x, y, v, hess_batch), b, self.p["solver_steps"], self.solver_lr(oracles))
+
+
+@harness.register_estimator("aid-fp")
+class AIDFP(AIDBase):
+    """AID-FP: fixed-point iteration v <- v - eta (H v - grad_y f), solver_steps times (Grazzi et al. 2020)."""
+
+    params = {**AIDBase.params, "solver_lr": SOLVER_LR}
+
+    def solve(self, oracles, x, y, b, hess_batch, v0=None):
+        return fixed_point(lambda v: oracles.hvp(x, y, v, hess_batch), b, self.p["solver_steps"],
+                           self.solver_lr(oracles), v0)
