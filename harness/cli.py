@@ -122,26 +122,43 @@ def cmd_estimate(a) -> int:
 
 
 def cmd_run(a) -> int:
-    from .runner import run
-    from .store import load
+    from .runner import read_summary, run
 
-    run_dir = run(a.matrix, jobs=a.jobs, backend=a.backend, runs_dir=a.runs_dir, run_id=a.run_id)
+    run_dir = run(a.matrix, jobs=a.jobs, backend=a.backend, runs_dir=a.runs_dir, run_id=a.run_id,
+                  cell_timeout=a.cell_timeout, scheduler=a.scheduler, plugins=a.plugin,
+                  diverge_bound=a.diverge_bound, retry_failed=a.retry_failed, progress=not a.quiet)
     print(run_dir)
-    df = load(run_dir)
     if a.report:
         from .report import write_report
 
         print(write_report(run_dir, a.reports_dir))
-    if not df.empty and (df.drop_duplicates("key")["status"] != "ok").any():
-        return EXIT_PARTIAL
-    return 0
+    return EXIT_PARTIAL if read_summary(run_dir).get("partial") else 0
 
 
 def cmd_report(a) -> int:
     from .report import write_report
+    from .store import resolve_run
 
-    print(write_report(a.run, a.reports_dir))
+    claims = a.claims_file
+    if a.claims:
+        import harness
+
+        from .claim_base import save_results
+
+        results = harness.check(None, size=a.size)
+        claims = save_results(results, resolve_run(a.run) / "claims.json", size=a.size)
+    print(write_report(a.run, a.reports_dir, claims=claims, out_dir=a.out))
     return 0
+
+
+def claims_table(results) -> str:
+    """The claims table as ``blobench check`` prints it (markdown)."""
+    import pandas as pd
+
+    from .report import _md_table
+
+    cols = ["claim", "citation", "measured", "predicted", "expected", "outcome", "control_verdict", "gate", "seconds"]
+    return _md_table(pd.DataFrame([r.row() for r in results], columns=cols))
 
 
 def cmd_check(a) -> int:
@@ -150,21 +167,26 @@ def cmd_check(a) -> int:
     from .registry import CLAIMS
 
     if a.list:
-        for n in harness.claims():
+        names = harness.claims()
+        if not names:
+            print("(no claims registered)")
+        for n in names:
             c = CLAIMS.get(n)
             print(f"{n:32s} expected: {c.expected:15s} {c.citation}")
         return 0
     results = harness.check(a.claims or None, size=a.size)
-    import pandas as pd
+    if not results:
+        print("no claims registered; nothing to check")
+        return 0
+    print(claims_table(results))
+    if a.json:
+        from .claim_base import save_results
 
-    from .report import _md_table
-
-    print(_md_table(pd.DataFrame([r.row() for r in results])))
+        print(f"results written to {save_results(results, a.json, size=a.size)}")
     failed = [r for r in results if not r.passed]
     for r in failed:
-        why = (f"measured outcome {r.outcome!r} differs from recorded {r.expected!r}" if r.outcome != r.expected
-               else "its negative control holds")
-        print(f"FAIL {r.name}: {why}")
+        print(f"FAIL {r.name}: {r.why()}")
+    print(f"{len(results) - len(failed)}/{len(results)} claims pass the gate")
     return 1 if failed else 0
 
 
@@ -194,23 +216,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run a matrix (TOML) into runs/<run-id>/")
     s.add_argument("matrix")
-    s.add_argument("--jobs", "-j", type=int, default=1)
-    s.add_argument("--backend", default="loky")
+    s.add_argument("--jobs", "-j", type=int, default=1, help="parallel workers (loky processes or Dask workers)")
+    s.add_argument("--backend", default="loky", choices=["loky", "dask"])
+    s.add_argument("--scheduler", help="Dask scheduler address (default with --backend dask: a LocalCluster)")
+    s.add_argument("--cell-timeout", type=float, help="seconds; a cell running longer is recorded as 'timeout'")
+    s.add_argument("--diverge-bound", type=float, default=1e12,
+                   help="a metric value beyond this magnitude marks the cell 'diverged' (default 1e12)")
+    s.add_argument("--retry-failed", action="store_true", help="rerun cells recorded failed/diverged/timeout")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     s.add_argument("--run-id")
     s.add_argument("--runs-dir", default="runs")
     s.add_argument("--reports-dir", default="reports")
     s.add_argument("--report", action="store_true", help="write the report when the run ends")
     s.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("report", help="write reports/<run-id>/report.md for a run folder")
+    s = sub.add_parser("report", help="write reports/<run-id>/index.html and report.md for a run folder")
     s.add_argument("run")
     s.add_argument("--reports-dir", default="reports")
+    s.add_argument("--out", help="output folder (default <reports-dir>/<run-id>)")
+    s.add_argument("--claims", action="store_true",
+                   help="run every claim (at --size), save <run>/claims.json and include the claims table")
+    s.add_argument("--claims-file", help="include the claims table from this JSON (from check --json)")
+    s.add_argument("--size", default="ci", choices=["ci", "full"], help="claim size for --claims")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("check", help="run claims and gate on their recorded outcomes")
     s.add_argument("claims", nargs="*")
     s.add_argument("--size", default="ci", choices=["ci", "full"])
-    s.add_argument("--list", action="store_true")
+    s.add_argument("--list", action="store_true", help="list claims with their citations and expectations")
+    s.add_argument("--json", metavar="PATH", help="also save the results (evidence included) to this JSON file")
     s.set_defaults(fn=cmd_check)
     return ap
 

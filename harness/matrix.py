@@ -14,8 +14,22 @@ A matrix file::
     per_estimator = { "aid-cg" = { solver_steps = [5, 10] } }
     metric = "error_vs_budget"
     metric_params = { budget = "inner_steps", values = [1, 2, 4, 8] }   # never swept
+    zip = [["inner_steps", "solver_steps"]]   # these lists advance together instead of being crossed
 
-Every cell is validated before anything runs; errors name the file, the key and what
+``zip`` takes one group (a list of names) or several (a list of lists); the names of a group
+must all be in problem_params, or all be estimator parameters, and their lists must have
+equal lengths. An estimator that does not accept some names of a group zips the rest.
+
+A matrix can extend another and override it::
+
+    extends = "default.toml"       # relative to this file
+    seeds = [0, 1, 2]              # top-level keys replace the parent's
+    drop = ["quadratic-stochastic-bias-variance"]   # parent experiments to leave out
+    [[experiment]]
+    name = "quadratic-error-vs-inner-steps"        # same name: its keys override the parent's
+    problem_params = { dim = 50 }                  # (tables are merged key by key)
+
+Experiments with a new name are appended. Every cell is validated before anything runs; errors name the file, the key and what
 is allowed.
 """
 from __future__ import annotations
@@ -31,9 +45,10 @@ from typing import Any
 from .errors import BlobenchError
 from .registry import ESTIMATORS
 
-TOP_KEYS = {"name", "description", "seeds", "devices", "experiment"}
+TOP_KEYS = {"name", "description", "seeds", "devices", "experiment", "extends", "drop"}
 EXP_KEYS = {"name", "problem", "problem_params", "estimator", "estimators", "estimator_params", "per_estimator",
-            "metric", "metric_params", "seeds", "devices"}
+            "metric", "metric_params", "seeds", "devices", "zip"}
+_TABLES = ("problem_params", "estimator_params", "metric_params", "per_estimator")
 
 
 class MatrixError(BlobenchError):
@@ -75,24 +90,104 @@ class Matrix:
     path: str = "<dict>"
 
 
-def _sweep(params: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = list(params)
-    lists = [v if isinstance(v, list) else [v] for v in params.values()]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*lists)]
+def _sweep(params: dict[str, Any], groups: list[list[str]] | None = None, where: str = "") -> list[dict[str, Any]]:
+    """Cartesian product of the list-valued entries, except that each zip group advances together."""
+    units: list[list[dict[str, Any]]] = []
+    used: set[str] = set()
+    for g in groups or []:
+        present = [k for k in g if k in params]
+        if not present:
+            continue
+        lists = {k: params[k] if isinstance(params[k], list) else [params[k]] for k in present}
+        lens = {len(v) for v in lists.values()}
+        _need(len(lens) == 1, where, f"'zip' group {g} needs lists of equal length, got "
+              + ", ".join(f"{k}: {len(v)}" for k, v in lists.items()))
+        n = lens.pop()
+        units.append([{k: lists[k][i] for k in present} for i in range(n)])
+        used.update(present)
+    for k, v in params.items():
+        if k not in used:
+            units.append([{k: x} for x in (v if isinstance(v, list) else [v])])
+    out = []
+    for combo in itertools.product(*units):
+        d: dict[str, Any] = {}
+        for part in combo:
+            d.update(part)
+        out.append({k: d[k] for k in params})
+    return out
+
+
+def _read_toml(path: Path, where: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise MatrixError(f"matrix file {where!r} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise MatrixError(f"{where}: not valid TOML: {exc}") from exc
+
+
+def _merge_experiment(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if k in _TABLES and isinstance(v, dict) and isinstance(out.get(k), dict):
+            merged = dict(out[k])
+            if k == "per_estimator":
+                for en, t in v.items():
+                    merged[en] = {**merged.get(en, {}), **t} if isinstance(t, dict) and isinstance(merged.get(en), dict) else t
+            else:
+                merged.update(v)
+            out[k] = merged
+        else:
+            out[k] = v
+        if k == "estimator":
+            out.pop("estimators", None)
+        elif k == "estimators":
+            out.pop("estimator", None)
+    return out
+
+
+def resolve_extends(data: dict[str, Any], where: str, base_dir: Path, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Apply ``extends`` (recursively): parent keys, overridden by this file's keys; experiments merged by name."""
+    if "extends" not in data:
+        return data
+    parent_ref = data["extends"]
+    _need(isinstance(parent_ref, str) and parent_ref, where, f"'extends' must be a path to a matrix file, got {parent_ref!r}")
+    ppath = (base_dir / parent_ref).resolve()
+    _need(str(ppath) not in chain, where, f"'extends' makes a cycle: {' -> '.join([*chain, str(ppath)])}")
+    parent = resolve_extends(_read_toml(ppath, str(ppath)), str(ppath), ppath.parent, (*chain, str(ppath)))
+    out = {k: v for k, v in parent.items() if k not in ("extends", "drop", "name")}
+    out.update({k: v for k, v in data.items() if k not in ("extends", "drop", "experiment")})
+    exps = [dict(e) for e in parent.get("experiment", []) if isinstance(e, dict)]
+    names = [e.get("name") for e in exps]
+    drop = data.get("drop", [])
+    _need(isinstance(drop, list) and all(isinstance(d, str) for d in drop), where,
+          f"'drop' must be a list of experiment names, got {drop!r}")
+    for d in drop:
+        _need(d in names, where, f"'drop' names {d!r}, which is not an experiment of {parent_ref!r} (has: {names})")
+    for e in data.get("experiment", []):
+        _need(isinstance(e, dict), where, "every [[experiment]] must be a table")
+        if e.get("name") is not None and e.get("name") in names:
+            i = names.index(e["name"])
+            exps[i] = _merge_experiment(exps[i], e)
+        else:
+            exps.append(dict(e))
+            names.append(e.get("name"))
+    out["experiment"] = [e for e in exps if e.get("name") not in drop]
+    return out
 
 
 def load_matrix(src: str | Path | dict) -> Matrix:
+    """Read a matrix (TOML path or dict), resolve ``extends`` and expand it into cells."""
     if isinstance(src, dict):
-        data, where = src, "<dict>"
+        data, where, base = src, "<dict>", Path.cwd()
     else:
         path = Path(src)
         where = str(path)
-        if not path.is_file():
-            raise MatrixError(f"matrix file {where!r} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise MatrixError(f"{where}: not valid TOML: {exc}") from exc
+        data = _read_toml(path, where)
+        base = path.resolve().parent
+    if "extends" in data and "name" not in data and where != "<dict>":
+        data = {**data, "name": Path(where).stem}
+    data = resolve_extends(data, where, base, (str(Path(where).resolve()),) if where != "<dict>" else ())
     return expand(data, where)
 
 
@@ -132,6 +227,21 @@ def expand(data: dict[str, Any], where: str = "<dict>") -> Matrix:
         _need(isinstance(exp.get("metric"), str), ew, "'metric' (a name) is required")
         for key in ("problem_params", "estimator_params", "metric_params", "per_estimator"):
             _need(isinstance(exp.get(key, {}), dict), ew, f"{key!r} must be a table")
+        groups = exp.get("zip", [])
+        if isinstance(groups, list) and groups and all(isinstance(g, str) for g in groups):
+            groups = [groups]
+        _need(isinstance(groups, list) and all(isinstance(g, list) and len(g) >= 2 and all(isinstance(k, str) for k in g)
+                                               for g in groups), ew,
+              f"'zip' must be a list of parameter names or a list of such lists (each >= 2 names), got {exp.get('zip')!r}")
+        est_keys = set(exp.get("estimator_params", {})) | {k for t in exp.get("per_estimator", {}).values()
+                                                            if isinstance(t, dict) for k in t}
+        prob_keys = set(exp.get("problem_params", {}))
+        for g in groups:
+            for k in g:
+                _need(k in prob_keys or k in est_keys, ew,
+                      f"'zip' names {k!r}, which is in neither problem_params nor the estimator parameters")
+            _need(all(k in prob_keys for k in g) or all(k in est_keys and k not in prob_keys for k in g), ew,
+                  f"'zip' group {g} mixes problem_params and estimator parameters; a group lives in one table")
         per = exp.get("per_estimator", {})
         for en in per:
             _need(en in ests, ew, f"per_estimator names {en!r}, which is not among the experiment's estimators {ests}")
@@ -147,10 +257,12 @@ def expand(data: dict[str, Any], where: str = "<dict>") -> Matrix:
                   f"estimator_params names {k!r}, which none of {ests} accepts")
         e_seeds = _int_list(exp.get("seeds", seeds), ew, "seeds")
         e_devices = exp.get("devices", devices)
-        for pp in _sweep(exp.get("problem_params", {})):
+        _need(isinstance(e_devices, list) and e_devices and all(d in ("cpu", "cuda") for d in e_devices), ew,
+              f"'devices' must be a non-empty list of 'cpu'/'cuda', got {e_devices!r}")
+        for pp in _sweep(exp.get("problem_params", {}), groups, ew):
             for en in ests:
                 merged = {**{k: v for k, v in shared.items() if k in specs[en]}, **per.get(en, {})}
-                for ep in _sweep(merged):
+                for ep in _sweep(merged, groups, ew):
                     for seed in e_seeds:
                         for dev in e_devices:
                             cells.append(Cell(exp["problem"], pp, en, ep, exp["metric"], dict(exp.get("metric_params", {})),
@@ -178,3 +290,26 @@ def validate_cells(matrix: Matrix) -> None:
             validate(f"metric {c.metric!r}", getattr(fn, "params", {}), c.metric_params)
         except BlobenchError as exc:
             raise MatrixError(f"{matrix.path}: experiment {c.experiment!r}: {exc}") from None
+
+
+def _file_digest(path: str | None, cache: dict[str, str]) -> str:
+    if not path:
+        return "-"
+    if path not in cache:
+        try:
+            cache[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        except OSError:
+            cache[path] = "-"
+    return cache[path]
+
+
+def cell_key(cell: Cell, cache: dict[str, str] | None = None) -> str:
+    """The cache key of a cell: its identity (problem, estimator, parameters, metric, seed, device)
+    plus the sha256 of the source files of its problem, estimator and metric plugins, so editing
+    one estimator's file changes the keys of its cells only."""
+    from .registry import plugin_file
+
+    cache = {} if cache is None else cache
+    salt = "|".join(_file_digest(plugin_file(kind, name), cache)
+                    for kind, name in (("problem", cell.problem), ("estimator", cell.estimator), ("metric", cell.metric)))
+    return cell.key(salt)

@@ -1,64 +1,176 @@
 """The matrix runner: matrix -> cells -> workers -> one atomic parquet shard per cell -> run folder.
 
 ``run_cell`` is a top-level function of plain data, so it can be shipped to a joblib
-(loky) worker process. Each cell seeds its generators from its own seed, never from
-global state. A cell that raises, or returns NaN/Inf, is recorded with its status and
-message; the other cells go on.
+(loky) worker process or a Dask worker. Each cell seeds its generators from its own
+seed, never from global state, so CPU results are bit-identical whatever the schedule.
+
+Fault isolation: a cell whose estimator raises is ``failed``; one whose metric output
+holds NaN/Inf or a magnitude above ``diverge_bound`` is ``diverged``; one that runs past
+``cell_timeout`` seconds is ``timeout``; a ``cuda`` cell on a machine without a GPU is
+``unavailable``. Each is recorded with its message and traceback; the other cells go on.
+
+Timeouts use SIGALRM where the cell runs on a process's main thread (jobs=1, loky
+workers) and an asynchronous exception otherwise (Dask worker threads); the latter fires
+at the next Python bytecode, so a single long C call finishes before it is stopped.
+
+Plugin files (``blobench --plugin FILE``, ``run(..., plugins=[FILE])`` or the
+``BLOBENCH_PLUGINS`` environment variable, paths separated by ``os.pathsep``) are
+loaded in every worker before its first cell.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as _dt
 import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
-from .errors import BlobenchError
-from .matrix import Cell, Matrix, load_matrix, validate_cells
-from .store import finished_keys, write_manifest, write_shard
+from .errors import BlobenchError, ParameterError
+from .matrix import Cell, Matrix, cell_key, load_matrix, validate_cells
+from .progress import BAD, Progress
+from .store import (RunLock, finished_keys, remove_stale_temporaries, shard_statuses, write_manifest, write_shard)
+from .store import atomic_write_bytes
+
+BACKENDS = ("loky", "dask")
+DIVERGE_BOUND = 1e12
+_loaded_plugins: set[str] = set()
+
+
+class CellTimeout(BaseException):
+    """Raised inside a cell that ran past its time limit (BaseException: estimators' ``except Exception`` cannot swallow it)."""
 
 
 def _jsonable(d: dict[str, Any]) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
-def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1) -> dict[str, Any]:
-    """Compute one cell and write its shard; returns a small summary (status, seconds, message)."""
+def plugin_paths(plugins: Sequence[str] | None = None) -> list[str]:
+    """Absolute plugin file paths from the argument and the BLOBENCH_PLUGINS environment variable."""
+    env = [p for p in os.environ.get("BLOBENCH_PLUGINS", "").split(os.pathsep) if p]
+    out: list[str] = []
+    for p in [*(plugins or []), *env]:
+        a = os.path.abspath(p)
+        if not os.path.isfile(a):
+            raise BlobenchError(f"plugin file {p!r} does not exist")
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def load_plugins(paths: Sequence[str]) -> None:
+    """Import each plugin file once per process."""
+    from .registry import discover, load_plugin_file
+
+    discover()
+    for p in paths:
+        if p not in _loaded_plugins:
+            load_plugin_file(p)
+            _loaded_plugins.add(p)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raise CellTimeout in the current thread after ``seconds`` (None or 0: no limit)."""
+    if not seconds:
+        yield
+        return
+    msg = f"cell exceeded --cell-timeout of {seconds:g} s"
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        def _alarm(signum, frame):  # noqa: ARG001
+            raise CellTimeout(msg)
+
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        return
+    tid = threading.get_ident()
+    lock = threading.Lock()
+    state = {"armed": True, "fired": False}
+
+    def _fire() -> None:
+        with lock:
+            if state["armed"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(CellTimeout))
+
+    timer = threading.Timer(seconds, _fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["armed"] = False
+            timer.cancel()
+            if state["fired"]:  # clear an exception that may still be pending
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), None)
+
+
+def _divergence(rows: list[dict[str, Any]], bound: float) -> str:
+    vals = [r.get("value") for r in rows]
+    nums = [float(v) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    bad = [v for v in nums if not math.isfinite(v)]
+    if bad:
+        return f"{len(bad)} non-finite value(s) in the metric's output"
+    big = [v for v in nums if abs(v) > bound]
+    if big:
+        return f"{len(big)} value(s) beyond the divergence bound {bound:g} (max |value| {max(abs(v) for v in big):.3g})"
+    return ""
+
+
+def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: float | None = None,
+             plugins: Sequence[str] = (), diverge_bound: float = DIVERGE_BOUND) -> dict[str, Any]:
+    """Compute one cell and write its shard atomically; returns a small summary (status, seconds, message)."""
     import torch
 
     torch.set_num_threads(max(1, threads))
     from . import api
     from .measures import CellContext
     from .params import validate
-    from .registry import METRICS, discover
+    from .registry import METRICS
 
-    discover()
     t0 = time.perf_counter()
     status, message, tb, rows = "ok", "", "", []
     try:
-        problem = api.problem(cell.problem, **cell.problem_params)
-        api.estimator(cell.estimator, **cell.estimator_params)  # validates
-        fn = METRICS.get(cell.metric)
-        mparams = validate(f"metric {cell.metric!r}", getattr(fn, "params", {}), cell.metric_params)
-        torch.manual_seed(cell.seed)
-        ctx = CellContext(problem, cell.estimator, dict(cell.estimator_params), seed=cell.seed, device=cell.device)
-        rows = fn(ctx, **mparams)
-        vals = [r.get("value") for r in rows]
-        bad = [v for v in vals if isinstance(v, float) and not math.isfinite(v)]
-        if bad and cell.metric not in ("convergence",):
-            status, message = "diverged", f"{len(bad)} non-finite value(s) in the metric's output"
+        load_plugins(plugins)
+        if cell.device == "cuda" and not torch.cuda.is_available():
+            status, message = "unavailable", f"no CUDA device on {platform.node() or 'this machine'}"
+        else:
+            with _deadline(timeout):
+                problem = api.problem(cell.problem, **cell.problem_params)
+                api.estimator(cell.estimator, **cell.estimator_params)  # validates
+                fn = METRICS.get(cell.metric)
+                mparams = validate(f"metric {cell.metric!r}", getattr(fn, "params", {}), cell.metric_params)
+                torch.manual_seed(cell.seed)
+                ctx = CellContext(problem, cell.estimator, dict(cell.estimator_params), seed=cell.seed,
+                                  device=cell.device)
+                rows = fn(ctx, **mparams)
+            if cell.metric not in ("convergence",):
+                why = _divergence(rows, diverge_bound)
+                if why:
+                    status, message = "diverged", why
+    except CellTimeout as exc:
+        status, message, tb, rows = "timeout", str(exc) or "cell timed out", traceback.format_exc(), []
     except BlobenchError as exc:
-        status, message, tb = "failed", str(exc), traceback.format_exc()
+        status, message, tb, rows = "failed", str(exc), traceback.format_exc(), []
     except Exception as exc:  # noqa: BLE001 - a failing cell is data, not a crash
-        status, message, tb = "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        status, message, tb, rows = "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc(), []
     secs = time.perf_counter() - t0
     base = {
         "key": key, "experiment": cell.experiment, "problem": cell.problem,
@@ -108,40 +220,151 @@ def manifest_for(matrix: Matrix, jobs: int, backend: str) -> dict[str, Any]:
     }
 
 
+def _pin_threads() -> None:
+    """Run on each Dask worker: one torch/BLAS thread per worker so jobs do not fight over cores."""
+    import torch
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    torch.set_num_threads(1)
+
+
+def _run_dask(todo, run_dir: Path, jobs: int, scheduler: str | None, args: tuple, prog: Progress) -> list[dict]:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise BlobenchError("--backend dask needs dask.distributed: pip install 'blobench[dask]'") from None
+    results: list[dict] = []
+    cluster = None
+    try:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise BlobenchError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+        else:
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+            client = Client(cluster)
+        with client:
+            client.run(_pin_threads)
+            futs = [client.submit(run_cell, c, k, str(run_dir), 1, *args, key=f"blobench-cell-{k}", pure=False)
+                    for c, k in todo]
+            for fut in as_completed(futs):
+                r = fut.result()
+                results.append(r)
+                prog.update(r)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return results
+
+
 def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_dir: str | Path = "runs",
-        run_id: str | None = None, progress: bool = True) -> Path:
-    """Run every unfinished cell of a matrix into runs/<run-id>/ (default run id: the matrix name)."""
+        run_id: str | None = None, progress: bool = True, cell_timeout: float | None = None,
+        scheduler: str | None = None, plugins: Sequence[str] | None = None,
+        diverge_bound: float = DIVERGE_BOUND, retry_failed: bool = False) -> Path:
+    """Run every unfinished cell of a matrix into ``runs_dir/<run-id>/`` (default run id: the matrix name).
+
+    Finished cells (a shard whose key matches) are skipped, so rerunning resumes. A lock
+    refuses a second concurrent writer to the same folder. ``retry_failed`` reruns cells
+    recorded as failed/diverged/timeout; ``cuda`` cells recorded ``unavailable`` are rerun
+    whenever a GPU is present. Writes ``summary.json`` (statuses, timings) into the folder.
+    """
+    import torch
+
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ParameterError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if backend not in BACKENDS:
+        raise ParameterError(f"unknown backend {backend!r} (allowed: {', '.join(BACKENDS)})")
+    if scheduler and backend != "dask":
+        raise ParameterError("--scheduler needs --backend dask")
+    if cell_timeout is not None and not (isinstance(cell_timeout, (int, float)) and cell_timeout > 0):
+        raise ParameterError(f"cell timeout must be a number of seconds > 0, got {cell_timeout!r}")
+    if not (isinstance(diverge_bound, (int, float)) and diverge_bound > 0):
+        raise ParameterError(f"divergence bound must be a number > 0, got {diverge_bound!r}")
+    t_start = time.perf_counter()
+    paths = plugin_paths(plugins)
+    load_plugins(paths)
     m = load_matrix(matrix)
     validate_cells(m)
     run_dir = Path(runs_dir) / (run_id or m.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(run_dir, manifest_for(m, jobs, backend))
-    done = finished_keys(run_dir)
-    todo = [(c, c.key()) for c in m.cells]
-    todo = [(c, k) for c, k in todo if k not in done]
-    if progress:
-        print(f"blobench: {len(m.cells)} cells, {len(m.cells) - len(todo)} already done, {len(todo)} to run -> {run_dir}",
-              file=sys.stderr)
-    results = []
-    if jobs == 1 or len(todo) <= 1:
-        for i, (c, k) in enumerate(todo):
-            results.append(run_cell(c, k, str(run_dir), threads=1))
-            if progress:
-                r = results[-1]
-                print(f"  [{i + 1}/{len(todo)}] {r['status']:8s} {r['seconds']:6.2f}s  {r['label']}", file=sys.stderr)
-    else:
-        from joblib import Parallel, delayed
+    cache: dict[str, str] = {}
+    keyed = [(c, cell_key(c, cache)) for c in m.cells]
+    with RunLock(run_dir):
+        remove_stale_temporaries(run_dir)
+        write_manifest(run_dir, {**manifest_for(m, jobs, backend), "plugins": paths, "cell_timeout": cell_timeout,
+                                 "diverge_bound": diverge_bound, "scheduler": scheduler})
+        done = finished_keys(run_dir)
+        redo: set[str] = set()
+        if retry_failed:
+            redo |= {k for k, s in shard_statuses(run_dir, done).items() if s in BAD}
+        if torch.cuda.is_available():
+            cuda_done = {k for c, k in keyed if c.device == "cuda" and k in done}
+            redo |= {k for k, s in shard_statuses(run_dir, cuda_done).items() if s == "unavailable"}
+        seen: set[str] = set()
+        todo = []
+        for c, k in keyed:
+            if k in seen or (k in done and k not in redo):
+                continue
+            seen.add(k)
+            todo.append((c, k))
+        n_keys = len({k for _, k in keyed})
+        if progress:
+            print(f"blobench: {n_keys} cells, {n_keys - len(todo)} already done, {len(todo)} to run -> {run_dir}",
+                  file=sys.stderr)
+        prog = Progress(len(todo), jobs=jobs, enabled=progress)
+        args = (cell_timeout, tuple(paths), float(diverge_bound))
+        results: list[dict] = []
+        t_cells = time.perf_counter()
+        try:
+            if backend == "dask":
+                results = _run_dask(todo, run_dir, jobs, scheduler, args, prog)
+            elif jobs == 1 or len(todo) <= 1:
+                for c, k in todo:
+                    results.append(run_cell(c, k, str(run_dir), 1, *args))
+                    prog.update(results[-1])
+            else:
+                from joblib import Parallel, delayed, parallel_config
 
-        if backend not in ("loky", "threading", "multiprocessing"):
-            raise BlobenchError(f"unknown backend {backend!r} (allowed: loky, threading, multiprocessing)")
-        par = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
-        for i, r in enumerate(par(delayed(run_cell)(c, k, str(run_dir), 1) for c, k in todo)):
-            results.append(r)
-            if progress:
-                print(f"  [{i + 1}/{len(todo)}] {r['status']:8s} {r['seconds']:6.2f}s  {r['label']}", file=sys.stderr)
-    failed = [r for r in results if r["status"] != "ok"]
-    if progress and failed:
-        print(f"blobench: {len(failed)} cell(s) did not finish ok:", file=sys.stderr)
-        for r in failed:
-            print(f"  {r['status']}: {r['label']}: {r['message']}", file=sys.stderr)
+                with parallel_config(backend="loky", inner_max_num_threads=1):
+                    par = Parallel(n_jobs=jobs, return_as="generator_unordered")
+                    for r in par(delayed(run_cell)(c, k, str(run_dir), 1, *args) for c, k in todo):
+                        results.append(r)
+                        prog.update(r)
+        finally:
+            prog.close()
+        wall_cells = time.perf_counter() - t_cells
+        statuses = shard_statuses(run_dir, {k for _, k in keyed} - {r["key"] for r in results})
+        statuses.update({r["key"]: r["status"] for r in results})
+        counts: dict[str, int] = {}
+        for s in statuses.values():
+            counts[s] = counts.get(s, 0) + 1
+        failures = [r for r in results if r["status"] in BAD]
+        summary = {
+            "cells": n_keys, "ran": len(results), "skipped": n_keys - len(todo), "statuses": counts,
+            "partial": any(s in BAD for s in statuses.values()),
+            "missing": n_keys - len(statuses),
+            "wall_seconds": time.perf_counter() - t_start, "cells_wall_seconds": wall_cells,
+            "cell_seconds_sum": sum(r["seconds"] for r in results), "jobs": jobs, "backend": backend,
+            "failures": [{k: r[k] for k in ("key", "status", "label", "message")} for r in failures],
+        }
+        atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    if progress:
+        print(f"blobench: done in {summary['wall_seconds']:.1f}s: "
+              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=sys.stderr)
+        bad_prev = {k: s for k, s in statuses.items() if s in BAD and k not in {r['key'] for r in results}}
+        if failures or bad_prev:
+            print(f"blobench: {len(failures) + len(bad_prev)} cell(s) did not finish ok "
+                  "(--retry-failed reruns them):", file=sys.stderr)
+            for r in failures:
+                print(f"  {r['status']}: {r['label']}: {r['message']}", file=sys.stderr)
+            for k, s in bad_prev.items():
+                print(f"  {s}: cell {k} (recorded earlier)", file=sys.stderr)
     return run_dir
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The ``summary.json`` the last run into this folder wrote."""
+    p = Path(run_dir) / "summary.json"
+    return json.loads(p.read_text()) if p.is_file() else {}

@@ -47,11 +47,95 @@ def shard_path(run_dir: Path, key: str) -> Path:
     return Path(run_dir) / SHARDS / f"{key}.parquet"
 
 
-def finished_keys(run_dir: Path) -> set[str]:
+def _shard_files(run_dir: Path) -> list[Path]:
+    """Finished shards only: temporary files (".tmp-*") left by a killed writer are never shards."""
     d = Path(run_dir) / SHARDS
     if not d.is_dir():
-        return set()
-    return {p.stem for p in d.glob("*.parquet")}
+        return []
+    return sorted(p for p in d.glob("*.parquet") if not p.name.startswith("."))
+
+
+def finished_keys(run_dir: Path) -> set[str]:
+    return {p.stem for p in _shard_files(run_dir)}
+
+
+def shard_statuses(run_dir: Path, keys: set[str] | None = None) -> dict[str, str]:
+    """Status of each finished shard (only the ``status`` column is read)."""
+    out: dict[str, str] = {}
+    for p in _shard_files(run_dir):
+        if keys is not None and p.stem not in keys:
+            continue
+        col = pd.read_parquet(p, columns=["status"])["status"]
+        out[p.stem] = str(col.iloc[0]) if len(col) else "ok"
+    return out
+
+
+def remove_stale_temporaries(run_dir: Path) -> int:
+    """Delete ".tmp-*" files a killed writer left behind (call only while holding the run lock)."""
+    n = 0
+    for d in (Path(run_dir), Path(run_dir) / SHARDS):
+        if d.is_dir():
+            for p in d.glob(".tmp-*"):
+                try:
+                    p.unlink()
+                    n += 1
+                except FileNotFoundError:
+                    pass
+    return n
+
+
+class RunLockedError(BlobenchError):
+    """Another process is writing to the same run folder."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run_dir>/.lock``; the kernel drops it when the holder dies.
+
+    A second writer gets a RunLockedError naming the holder's pid instead of waiting, and a
+    lock left by a SIGKILLed process never blocks (flock locks die with their process).
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise RunLockedError(
+                f"run folder {str(self.path.parent)!r} is being written by another blobench process (pid {holder}); "
+                "wait for it to finish or choose another --run-id"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
@@ -79,7 +163,7 @@ def resolve_run(run: str | Path) -> Path:
 def load(run: str | Path) -> pd.DataFrame:
     """All rows of all finished cells of a run, as one tidy DataFrame."""
     run_dir = resolve_run(run)
-    files = sorted((run_dir / SHARDS).glob("*.parquet"))
+    files = _shard_files(run_dir)
     if not files:
         return pd.DataFrame()
     frames = [pd.read_parquet(f) for f in files]
