@@ -13,8 +13,10 @@ Subclass :class:`Claim`, register with ``@harness.register_claim("name")`` and i
 """
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import BlobenchError
@@ -54,6 +56,35 @@ class ClaimResult:
                 "control": self.control, "control_verdict": "holds (BAD)" if self.control_holds else "fails (good)",
                 "gate": "PASS" if self.passed else "FAIL", "seconds": round(self.seconds, 1)}
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field (evidence included), JSON-ready: what ``save_results`` writes."""
+        return asdict(self)
+
+    def why(self) -> str:
+        """One line saying why the gate failed ("" when it passed)."""
+        if self.passed:
+            return ""
+        if self.outcome != self.expected:
+            return f"measured outcome {self.outcome!r} differs from recorded {self.expected!r}"
+        return f"its negative control ({self.control}) holds: the rule cannot discriminate"
+
+
+def save_results(results: list[ClaimResult], path: str | Path, size: str = "ci") -> Path:
+    """Write claim results to a JSON file (``{"size": ..., "results": [...]}``) that reports read."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"size": size, "results": [r.to_dict() for r in results]}, indent=1, default=str))
+    return path
+
+
+def load_results(path: str | Path) -> list[ClaimResult]:
+    """Read a JSON file written by :func:`save_results`."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return [ClaimResult(**r) for r in data["results"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BlobenchError(f"{path}: not a claims results file ({type(exc).__name__}: {exc})") from None
+
 
 class Claim:
     name: ClassVar[str] = "?"
@@ -84,6 +115,7 @@ class Claim:
 
 
 def check(names: list[str] | None = None, size: str = "ci") -> list[ClaimResult]:
+    """Run the named claims (all registered ones by default) at ``size``; unknown names raise before any runs."""
     names = list(names) if names else CLAIMS.names()
     classes = [CLAIMS.get(n) for n in names]  # unknown names fail before anything runs
     return [cls().run(size) for cls in classes]

@@ -1,0 +1,195 @@
+"""Reports (issue 7): every section from a synthetic run folder, any subset of metrics, theory rates, claims table."""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import harness
+from harness.claim_base import ClaimResult, load_results, save_results
+from harness.cli import main
+from harness.errors import BlobenchError
+from harness.report import theoretical_rate, write_report
+from harness.store import write_manifest, write_shard
+
+CALLS = ["calls_grad_x_f", "calls_grad_y_f", "calls_grad_y_g", "calls_hvp", "calls_jvp"]
+
+
+def _cell(key, metric, estimator, rows, seed=0, status="ok", message="", ep=None, pp=None):
+    base = {"key": key, "experiment": "synthetic", "problem": "quadratic", "problem_params": json.dumps(pp or {"dim": 4}),
+            "estimator": estimator, "estimator_params": json.dumps(ep or {}), "metric": metric, "metric_params": "{}",
+            "seed": seed, "device": "cpu", "status": status, "message": message, "traceback": "", "cell_seconds": 0.1}
+    if not rows:
+        rows = [{"quantity": "error", "value": float("nan")}]
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def _convergence_rows(rate, seed):
+    rows = []
+    rng = np.random.default_rng(seed)
+    for t in range(20):
+        b = {"iteration": t, "seconds_elapsed": 0.01 * t + 0.001 * seed, **{c: 3.0 * t for c in CALLS}}
+        v = rate ** t * (1 + 0.05 * rng.standard_normal())
+        rows += [{**b, "quantity": "grad_norm_sq", "value": v}, {**b, "quantity": "value_gap", "value": v / 2},
+                 {**b, "quantity": "dist_stationary", "value": math.sqrt(v)}]
+    rows.append({"quantity": "diverged", "value": 0.0})
+    return rows
+
+
+def make_run(root: Path, metrics: set[str], name: str = "synth") -> Path:
+    """A run folder with synthetic cells of the requested metrics (plus one failed cell)."""
+    run_dir = root / "runs" / name
+    write_manifest(run_dir, {"matrix_path": "synthetic.toml", "cells": 0, "created": "now", "git_revision": "abc",
+                             "versions": {"torch": "x"}, "machine": {"platform": "test", "cpus": 2}, "devices": {}})
+    cells = []
+    if "error_vs_budget" in metrics:
+        for est, r in (("itd", 0.75), ("fo", 1.0)):
+            rows = [{"budget_param": "inner_steps", "budget": b, "quantity": "error", "value": 0.5 * r ** b}
+                    for b in (1, 2, 4, 8)]
+            rows.append({"budget_param": "inner_steps", "quantity": "fitted_rate", "value": r})
+            cells.append(_cell(f"evb-{est}", "error_vs_budget", est, rows, pp={"dim": 4, "kappa": 4}))
+    if "bias_variance" in metrics:
+        for est in ("itd", "aid-cg"):
+            for bs in (1, 4, 16):
+                rows = [{"quantity": "bias_norm", "value": 0.1 / bs, "lo": 0.08 / bs, "hi": 0.12 / bs},
+                        {"quantity": "variance_trace", "value": 1.0 / bs}, {"quantity": "mse", "value": 1.0 / bs},
+                        {"quantity": "unbiased_p_holm", "value": 0.5}, {"quantity": "samples", "value": 100.0}]
+                cells.append(_cell(f"bv-{est}-{bs}", "bias_variance", est, rows, ep={"batch_size": bs}))
+    if "convergence" in metrics:
+        for est, r in (("itd", 0.8), ("aid-cg", 0.7)):
+            for seed in (0, 1, 2):
+                cells.append(_cell(f"cv-{est}-{seed}", "convergence", est, _convergence_rows(r, seed), seed=seed))
+    if "memory_vs_budget" in metrics:
+        for est, slope in (("itd", 800.0), ("itd-recompute", 0.0)):
+            rows = [{"budget_param": "inner_steps", "budget": b, "quantity": "peak_bytes", "value": 1000 + slope * b}
+                    for b in (4, 16, 64)]
+            cells.append(_cell(f"mem-{est}", "memory_vs_budget", est, rows))
+    if "odd_metric" in metrics:
+        cells.append(_cell("odd", "odd_metric", "itd", [{"quantity": "thing", "value": 3.0}]))
+    cells.append(_cell("bad", "error_vs_budget" if "error_vs_budget" in metrics else sorted(metrics)[0], "itd", [],
+                       status="failed", message="ParameterError: boom"))
+    for c in cells:
+        write_shard(run_dir, c["key"].iloc[0], c)
+    return run_dir
+
+
+ALL = {"error_vs_budget", "bias_variance", "convergence", "memory_vs_budget", "odd_metric"}
+
+
+def _img_names(html_text: str) -> list[str]:
+    import re
+
+    return re.findall(r'<img src="([^"]+)"', html_text)
+
+
+def test_full_report_has_every_section(tmp_path):
+    run_dir = make_run(tmp_path, ALL)
+    md = write_report(run_dir, tmp_path / "reports")
+    out = md.parent
+    text = md.read_text()
+    for heading in ("Error versus budget", "Bias and variance", "Outer-loop convergence", "memory vs budget",
+                    "odd_metric", "Failed cells"):
+        assert heading in text, heading
+    assert "ParameterError: boom" in text and "Claims" not in text
+    html_text = (out / "index.html").read_text()
+    imgs = _img_names(html_text)
+    assert set(imgs) == {"error_vs_budget.png", "bias_variance.png", "convergence_0.png", "memory_vs_budget.png"}
+    for name in imgs:  # every image referenced exists beside index.html, is a real PNG and small
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and 2_000 < len(data) < 400_000, name
+    # the fitted-vs-theory table: itd fitted 0.75; kappa=4, alpha=1/L -> 1 - 1/4 = 0.75; fo has no theoretical rate
+    row = [ln for ln in text.splitlines() if ln.startswith("| quadratic(dim=4,kappa=4) | itd |")][0]
+    assert "| 0.75 | 0.75 |" in row
+    fo = [ln for ln in text.splitlines() if ln.startswith("| quadratic(dim=4,kappa=4) | fo |")][0]
+    assert "| nan | - |" in fo
+    # convergence final-value table: mean over 3 seeds of grad_norm_sq at t=19 lies near 0.8**19
+    assert "diverged_seeds" in text
+
+
+@pytest.mark.parametrize("subset", [{"error_vs_budget"}, {"bias_variance"}, {"convergence"}, {"memory_vs_budget"},
+                                    {"odd_metric"}, {"convergence", "memory_vs_budget"}])
+def test_report_is_robust_to_any_subset(tmp_path, subset):
+    md = write_report(make_run(tmp_path, subset), tmp_path / "reports")
+    html_text = (md.parent / "index.html").read_text()
+    for name in _img_names(html_text):
+        assert (md.parent / name).is_file()
+    absent = {"error_vs_budget": "Error versus budget", "bias_variance": "Bias and variance",
+              "convergence": "Outer-loop convergence"}
+    for m, heading in absent.items():
+        assert (heading in md.read_text()) == (m in subset)
+
+
+def test_report_of_empty_run_and_missing_run(tmp_path):
+    run_dir = tmp_path / "runs" / "empty"
+    write_manifest(run_dir, {"cells": 0})
+    assert "No finished cells." in write_report(run_dir, tmp_path / "reports").read_text()
+    with pytest.raises(BlobenchError, match="no run folder"):
+        write_report(tmp_path / "nowhere", tmp_path / "reports")
+
+
+def test_theoretical_rate_matches_quadratic_constants():
+    r, _ = theoretical_rate("quadratic", {"dim": 5, "kappa": 10}, "itd", {}, "inner_steps")
+    assert r == pytest.approx(0.9, rel=1e-12)
+    r, _ = theoretical_rate("quadratic", {"dim": 5, "kappa": 10}, "itd", {"inner_lr": 0.05}, "inner_steps")
+    p = harness.problem("quadratic", dim=5, kappa=10)
+    assert r == pytest.approx(1 - 0.05 * p.constants["mu"], rel=1e-12)
+    r, _ = theoretical_rate("quadratic", {"dim": 5, "kappa": 9}, "aid-cg", {}, "solver_steps")
+    assert r == pytest.approx(0.5, rel=1e-12)
+    # negative controls: no rate for the biased first-order estimator, for an unstable step, for unknown problems
+    assert theoretical_rate("quadratic", {"dim": 5}, "fo", {}, "inner_steps") is None
+    assert theoretical_rate("quadratic", {"dim": 5, "kappa": 10}, "itd", {"inner_lr": 100.0}, "inner_steps") is None
+    assert theoretical_rate("no-such-problem", {}, "itd", {}, "inner_steps") is None
+
+
+def test_measured_itd_rate_agrees_with_theory_on_a_real_run(in_tmp):
+    """A real tiny run: ITD's fitted rate is within 2% of 1 - mu/L (Ji et al. 2021), and the report shows both."""
+    m = in_tmp / "t.toml"
+    m.write_text(textwrap.dedent("""
+        name = "rate"
+        [[experiment]]
+        problem = "quadratic"
+        problem_params = { dim = 6, kappa = 5 }
+        estimators = ["itd"]
+        metric = "error_vs_budget"
+        metric_params = { values = [10, 20, 30, 40, 60] }
+    """))
+    assert main(["run", str(m)]) == 0
+    assert main(["report", "rate"]) == 0
+    text = (in_tmp / "reports" / "rate" / "report.md").read_text()
+    row = [ln for ln in text.splitlines() if ln.startswith("| quadratic(dim=6,kappa=5) | itd |")][0]
+    fitted, theory = (float(v) for v in row.split("|")[5:7])
+    assert theory == pytest.approx(0.8, rel=1e-9) and fitted == pytest.approx(theory, rel=0.02)
+
+
+def _result(name, passed=True, control_holds=False, outcome="holds"):
+    return ClaimResult(name, "Doe 2020, Thm 1", "s", "holds", outcome, "rate 0.5", "<= 0.6", "perturbed",
+                       control_holds, passed, 0.1, {"main": {"x": np.float64(1.0)}})
+
+
+def test_claims_table_from_results_and_json(tmp_path):
+    run_dir = make_run(tmp_path, {"odd_metric"})
+    res = [_result("good"), _result("bad", passed=False, control_holds=True)]
+    path = save_results(res, run_dir / "claims.json")
+    back = load_results(path)
+    assert [r.name for r in back] == ["good", "bad"] and back[1].control_holds is True
+    text = write_report(run_dir, tmp_path / "reports").read_text()  # picks up <run>/claims.json
+    assert "## Claims" in text and "| good | Doe 2020, Thm 1 | rate 0.5 | <= 0.6 |" in text
+    assert "holds (BAD)" in text and "fails (good)" in text and "FAIL" in text
+    (tmp_path / "junk.json").write_text("{}")
+    with pytest.raises(BlobenchError, match="not a claims results file"):
+        load_results(tmp_path / "junk.json")
+
+
+def test_cli_report_with_claims_file_and_out(tmp_path, capsys):
+    run_dir = make_run(tmp_path, {"bias_variance"})
+    cf = save_results([_result("only")], tmp_path / "c.json")
+    out = tmp_path / "ref"
+    assert main(["report", str(run_dir), "--claims-file", str(cf), "--out", str(out)]) == 0
+    assert (out / "index.html").is_file() and "| only |" in (out / "report.md").read_text()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "no run folder" in capsys.readouterr().err
