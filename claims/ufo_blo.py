@@ -1,0 +1,266 @@
+"""UFO-BLO's results as executable claims.
+
+Likhosherstov, Song, Choromanski, Davis, Weller, "Debiasing a First-order Heuristic for Approximate
+Bi-level Optimization" (ICML 2021; arXiv 2006.03631 "UFO-BLO"). Each claim cites the result it
+checks and has a negative control on which the same decision rule must fail.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+import harness
+from harness.claim_base import Claim, Verdict
+from harness.measures import mean_test
+from harness.oracles import Oracles
+
+CITE = "Likhosherstov et al., ICML 2021 (arXiv 2006.03631)"
+
+
+def _unbiased_cases(size: str) -> list[tuple[str, dict, torch.Tensor | None, int, float]]:
+    """(problem, params, x or None for x0, draws, q) per algorithm-based problem."""
+    big = size == "full"
+    cases = [
+        ("ufo-counterexample", {}, torch.tensor([3.0], dtype=torch.float64), 100000 if big else 20000, 0.3),
+        ("meta-linreg", {"dim": 5}, None, 100000 if big else 20000, 0.3),
+        ("sinusoid", {"hidden": 16 if big else 6, "tasks": 512 if big else 32, "unroll_steps": 5 if big else 3,
+                      "unroll_lr": 0.05}, None, 20000 if big else 1500, 0.5),
+    ]
+    try:
+        import sklearn  # noqa: F401
+
+        cases.append(("digits-fewshot", {"ways": 3, "hidden": 0, "tasks": 64 if not big else 256}, None,
+                      20000 if big else 1500, 0.5))
+    except ImportError:
+        pass
+    return [c for c in cases if c[0] in harness.problems()]
+
+
+@harness.register_claim("ufo-unbiased")
+class UFOUnbiased(Claim):
+    citation = CITE + ", Theorem 2 (E[UFO] = exact meta-gradient)"
+    statement = ("UFO's estimate g_FO + (xi/q)(g - g_FO) has mean equal to the exact gradient of M^(r) on every "
+                 "algorithm-based problem (per-coordinate t-tests, Holm-corrected, alpha = 0.01 per problem).")
+    control = "mis-scaled UFO: g_FO + (xi/(2q))(g - g_FO) (correction_scale = 0.5) must be rejected on some problem"
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        ev: dict[str, Any] = {}
+        ok = True
+        for name, params, x, n, q in _unbiased_cases(size):
+            p = harness.problem(name, **params)
+            x = p.x0() if x is None else x
+            e = harness.estimator("ufo", q=q, correction_scale=0.5 if control else 1.0)
+            out = harness.estimate(p, e, x, seed=11, n=n)
+            t = mean_test(out.grads.numpy(), p.hypergradient(x).numpy(), alpha=0.01)
+            ev[name] = {"p_holm": t["p_min_holm"], "reject": bool(t["reject"]), "n": n, "q": q,
+                        "min_detectable_bias_99": t["min_detectable_bias_99"],
+                        "bias_norm": float(torch.linalg.norm(out.grads.mean(0) - p.hypergradient(x)))}
+            ok = ok and not t["reject"]
+        meas = "; ".join(f"{k}: p={v['p_holm']:.3g}" for k, v in ev.items())
+        return Verdict(ok, meas, "no rejection at alpha=0.01 on any problem (false-alarm <= 1% each)", ev)
+
+
+def _second_moment(p, x: torch.Tensor, q: float, n: int, scale: float, seed: int = 5) -> dict[str, float]:
+    """MC estimate of E||g^||^2 with a 99% CI, and the identity's prediction from exact per-task quantities."""
+    e = harness.estimator("ufo", q=q, correction_scale=scale)
+    out = harness.estimate(p, e, x, seed=seed, n=n)
+    sq = (out.grads ** 2).sum(1).numpy()
+    m, se = float(sq.mean()), float(sq.std(ddof=1) / math.sqrt(n))
+    _, g, gfo = p.task_gradients(float(x[0]))
+    pred = float(np.mean(g ** 2) + (1 / q - 1) * np.mean((g - gfo) ** 2))
+    return {"mc": m, "se": se, "lo": m - 2.576 * se, "hi": m + 2.576 * se, "predicted": pred, "q": q, "n": n}
+
+
+@harness.register_claim("ufo-second-moment")
+class UFOSecondMoment(Claim):
+    citation = CITE + ", Theorem 2 (second moment)"
+    statement = ("E||g^||^2 = E_task[||g||^2 + (1/q - 1)||g - g_FO||^2]: on the counterexample the Monte-Carlo "
+                 "second moment's 99% CI (Bonferroni over the q values) contains the exact prediction.")
+    control = "mis-scaled UFO (xi/(2q)): the same CI must exclude the identity's prediction"
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        p = harness.problem("ufo-counterexample")
+        n = 200000 if size == "full" else 40000
+        ev = {}
+        ok = True
+        qs = (0.1, 0.3, 0.7)
+        zq = 2.576 if len(qs) == 1 else float(__import__("scipy").stats.norm.isf(0.005 / len(qs)))
+        for q in qs:
+            r = _second_moment(p, torch.tensor([3.0], dtype=torch.float64), q, n, 0.5 if control else 1.0)
+            r["lo"], r["hi"] = r["mc"] - zq * r["se"], r["mc"] + zq * r["se"]
+            ev[f"q={q}"] = r
+            ok = ok and r["lo"] <= r["predicted"] <= r["hi"]
+        meas = "; ".join(f"{k}: {v['mc']:.4g} [{v['lo']:.4g}, {v['hi']:.4g}] vs {v['predicted']:.4g}" for k, v in ev.items())
+        return Verdict(ok, meas, "prediction inside every CI", ev)
+
+
+def counterexample_sgd(p, method: str | list[str], starts: np.ndarray, iters: int, q: float = 0.1, seed: int = 0,
+                       lr: float = 10.0) -> np.ndarray:
+    """SGD theta_{k+1} = theta_k - lr/(k+1) * estimate, vectorised over starts; returns the final thetas.
+
+    One task per step, drawn uniformly; ``method`` in {"fo", "ufo", "exact", "ufo-nocorrection"}, or a list of
+    methods, one per equal block of ``starts`` (run side by side in one vectorised loop). The per-task
+    g and g_FO come from the problem's float64 recursion (``task_gradients``), which the tests check equal to the
+    oracle-based ``maml`` and ``fo`` estimators; UFO's coin is Bernoulli(q) per step.
+    """
+    rng = np.random.default_rng(seed)
+    th = np.array(starts, dtype=np.float64)
+    methods = [method] if isinstance(method, str) else list(method)
+    per = th.size // len(methods)
+    # weight on (g - g_FO): 0 for FO, 1 for exact, coin/q for UFO
+    kind = np.repeat(methods, per)
+    for m in methods:
+        if m not in ("fo", "ufo", "exact", "ufo-nocorrection"):
+            raise ValueError(f"unknown method {m!r}")
+    idx = np.arange(th.size)
+    for k in range(iters):
+        task = rng.integers(0, 2, per)  # the same task and coin sequence for every method (common random numbers)
+        coin = rng.random(per) < q
+        task, coin = np.tile(task, len(methods)), np.tile(coin, len(methods))
+        _, g, gfo = p.task_gradients(th)
+        g, gfo = g[idx, task], gfo[idx, task]
+        w = np.where(kind == "exact", 1.0, np.where(kind == "ufo", coin / q, 0.0))
+        th = th - lr / (k + 1) * (gfo + w * (g - gfo))
+    return th
+
+
+@harness.register_claim("ufo-fo-stalls")
+class FOStalls(Claim):
+    citation = CITE + ", Theorem 1 / Sec. 3 (FO-BLO counterexample) and Theorem 3 (UFO-SGD converges)"
+    statement = ("On ufo-counterexample (defaults, D = 0.06): E g_FO vanishes at theta_FO where |M'| = sqrt(2D); SGD "
+                 "with step 10/(k+1) for 10^4 steps from starts ~ U(-10, 30) ends with |M'| within 25% of sqrt(2D) "
+                 "from every start for FO, below sqrt(2D)/4 in median for UFO (q = 0.1), and below sqrt(2D)/10 for "
+                 "the exact gradient.")
+    control = "UFO with its correction term removed (the coin never debiases): its median |M'| must stay above sqrt(2D)/4"
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        p = harness.problem("ufo-counterexample")
+        stall = math.sqrt(2 * p.p["D"])
+        n_starts = 20 if size == "full" else 5
+        iters = 10000
+        starts = np.random.default_rng(2021).uniform(-10, 30, n_starts)
+        xfo = p.fo_fixed_point()
+        fo_mean = float(p.fo_mean(xfo)[0])
+        mfo = abs(float(p.hypergradient(xfo)[0]))
+        u = "ufo-nocorrection" if control else "ufo"
+        methods = ("fo", u, "exact")
+        th_all = counterexample_sgd(p, list(methods), np.tile(starts, 3), iters, q=0.1, seed=7)
+        end, grads = {}, {}
+        for i, m in enumerate(methods):
+            th = th_all[i * n_starts:(i + 1) * n_starts]
+            end[m] = th.tolist()
+            grads[m] = np.abs(p.task_gradients(th)[1].mean(-1))
+        fo_ok = bool(np.all(np.abs(grads["fo"] - stall) <= 0.25 * stall))
+        ufo_ok = float(np.median(grads[u])) < stall / 4
+        ex_ok = float(np.median(grads["exact"])) < stall / 10
+        fixed_ok = abs(fo_mean) < 1e-10 and abs(mfo - stall) < 1e-8 * stall
+        ok = fo_ok and ufo_ok and ex_ok and fixed_ok
+        ev = {"stall_level": stall, "theta_FO": float(xfo[0]), "E_gFO_at_theta_FO": fo_mean, "M'_at_theta_FO": mfo,
+              "theta_star": float(p.stationary_points()[0][0]), "starts": starts.tolist(), "end": end,
+              **{f"abs_grad_{k}": v.tolist() for k, v in grads.items()},
+              **{f"median_abs_grad_{k}": float(np.median(v)) for k, v in grads.items()}}
+        meas = (f"|M'| final median: FO {np.median(grads['fo']):.3g}, {u} {np.median(grads[u]):.3g}, "
+                f"exact {np.median(grads['exact']):.3g} (sqrt(2D) = {stall:.3g}); E g_FO(theta_FO) = {fo_mean:.1e}")
+        return Verdict(ok, meas, f"FO within 25% of {stall:.3g} from all starts; UFO < {stall / 4:.3g}; exact < {stall / 10:.3g}", ev)
+
+
+def _peak_bytes(fn) -> int:
+    try:
+        from harness.memory import peak_memory
+
+        return int(peak_memory(fn)["peak_bytes"])
+    except ImportError:  # fall back to our own profiler running sum
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        ev = sorted((e.time_range.start, e.cpu_memory_usage) for e in prof.events() if e.cpu_memory_usage)
+        run = peak = 0
+        for _, b in ev:
+            run += b
+            peak = max(peak, run)
+        return int(peak)
+
+
+def exact_branch_memory(memory: str, rs: list[int], dim: int = 64) -> dict[str, Any]:
+    """Peak tensor bytes of one maml (exact-branch) estimate on meta-linreg(dim) versus r, and its gradients."""
+    peaks, grads = [], []
+    for r in rs:
+        p = harness.problem("meta-linreg", dim=dim, shots=2 * dim, query=dim, unroll_steps=r, unroll_lr=0.05)
+        e = harness.estimator("maml", memory=memory)
+        noise = {k: v[0] for k, v in e.draw(p, torch.Generator().manual_seed(0), 1).items()}
+        x = p.x0()
+        o = Oracles(p)
+        box = {}
+
+        def run():
+            box["g"] = e.estimate(o, x, noise).grad
+
+        run()  # warm-up
+        peaks.append(_peak_bytes(run))
+        grads.append(box["g"])
+    return {"r": rs, "peak_bytes": peaks, "grads": grads}
+
+
+@harness.register_claim("ufo-constant-memory")
+class UFOConstantMemory(Claim):
+    citation = CITE + ", Sec. 4 (O(1)-memory exact branch by recomputation)"
+    statement = ("With memory='constant' the exact branch's peak tensor memory is flat in r (max/min < 1.5 over "
+                 "r = 10..1000 at full size, 10..90 at ci) and its gradient equals the stored one (<= 1e-12), while "
+                 "stored unrolling grows linearly in r.")
+    control = "the same flatness rule applied to memory='stored' must fail"
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        rs = [10, 100, 300, 1000] if size == "full" else [10, 30, 90]
+        dim = 256 if size == "full" else 64
+        mem = "stored" if control else "constant"
+        m = exact_branch_memory(mem, rs, dim)
+        peaks = m["peak_bytes"]
+        ratio = max(peaks) / max(min(peaks), 1)
+        ok = ratio < 1.5
+        ev = {"r": rs, "peak_bytes": peaks, "ratio": ratio, "memory": mem}
+        if not control:
+            s = exact_branch_memory("stored", rs, dim)
+            diff = max(float((a - b).abs().max()) for a, b in zip(m["grads"], s["grads"]))
+            slope = float(np.polyfit(rs, s["peak_bytes"], 1)[0])
+            ev.update({"stored_peak_bytes": s["peak_bytes"], "stored_bytes_per_step": slope, "max_grad_diff": diff})
+            # stored must grow by at least half a state vector per step
+            ok = ok and diff <= 1e-12 and slope > 0.5 * dim * 8
+        meas = f"{mem}: peak bytes {dict(zip(rs, peaks))} (max/min {ratio:.2f})"
+        if "stored_peak_bytes" in ev:
+            meas += f"; stored: {dict(zip(rs, ev['stored_peak_bytes']))}, {ev['stored_bytes_per_step']:.0f} B/step"
+        return Verdict(ok, meas, "constant: max/min < 1.5; stored: slope > 4*dim B/step; same gradient", ev)
+
+
+def expected_cost_fit(memory: str, rs: list[int], qs: list[float], n: int) -> dict[str, Any]:
+    """Mean oracle calls per UFO draw on the counterexample over an (r, q) grid, fitted by a + b r + c q r^2 + d q r."""
+    rows = []
+    for r in rs:
+        p = harness.problem("ufo-counterexample", unroll_steps=r, unroll_lr=0.5 / r)
+        for q in qs:
+            out = harness.estimate(p, harness.estimator("ufo", q=q, memory=memory), seed=r, n=n)
+            rows.append((r, q, sum(out.mean_calls().values())))
+    R, Q, C = (np.array(v, dtype=float) for v in zip(*rows))
+    X = np.stack([np.ones_like(R), R, Q * R ** 2, Q * R], 1)
+    coef, *_ = np.linalg.lstsq(X, C, rcond=None)
+    rel = float(np.max(np.abs(X @ coef - C) / C))
+    return {"rows": rows, "a": coef[0], "b": coef[1], "c": coef[2], "d": coef[3], "max_rel_residual": rel}
+
+
+@harness.register_claim("ufo-expected-cost")
+class UFOExpectedCost(Claim):
+    citation = CITE + ", Sec. 4 (expected cost O(r + q r^2) with the O(1)-memory exact branch)"
+    statement = ("With memory='constant', UFO's mean oracle calls per estimate fit a + b r + c q r^2 (+ d q r) within "
+                 "5% with c in [0.4, 0.6] (theory: 2 + r + q(r^2/2 + 3r/2), c = 1/2).")
+    control = "memory='stored' (no recomputation): the fitted c must fall outside [0.4, 0.6]"
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        rs = [4, 8, 16, 32, 64] if size == "full" else [4, 8, 16, 24]
+        qs = [0.1, 0.3, 1.0]
+        f = expected_cost_fit("stored" if control else "constant", rs, qs, 20000 if size == "full" else 4000)
+        ok = 0.4 <= f["c"] <= 0.6 and f["max_rel_residual"] < 0.05
+        meas = f"a={f['a']:.3g} b={f['b']:.3g} c={f['c']:.3g} d={f['d']:.3g}, max rel residual {f['max_rel_residual']:.3g}"
+        return Verdict(ok, meas, "c in [0.4, 0.6], residual < 5%", {k: v for k, v in f.items()})
