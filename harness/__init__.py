@@ -30,11 +30,11 @@ def run(matrix, jobs: int = 1, backend: str = "loky", **kwargs):
     return _run(matrix, jobs=jobs, backend=backend, **kwargs)
 
 
-def load(run_folder):
-    """One tidy pandas DataFrame of every finished cell of a run folder."""
+def load(run_folder, stale: bool = False):
+    """One tidy pandas DataFrame of every finished cell of a run folder (``stale=True``: also cells of older matrix versions)."""
     from .store import load as _load
 
-    return _load(run_folder)
+    return _load(run_folder, stale=stale)
 
 
 def check(names=None, size: str = "ci"):

@@ -40,7 +40,8 @@ import pandas as pd
 from .errors import BlobenchError, ParameterError
 from .matrix import Cell, Matrix, cell_key, load_matrix, validate_cells
 from .progress import BAD, Progress
-from .store import (RunLock, finished_keys, remove_stale_temporaries, shard_statuses, write_manifest, write_shard)
+from .store import (RunLock, finished_keys, remove_stale_temporaries, shard_statuses, write_current_keys,
+                    write_manifest, write_shard)
 from .store import atomic_write_bytes
 
 BACKENDS = ("loky", "dask")
@@ -309,6 +310,7 @@ def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_di
         remove_stale_temporaries(run_dir)
         write_manifest(run_dir, {**manifest_for(m, jobs, backend), "plugins": paths, "cell_timeout": cell_timeout,
                                  "diverge_bound": diverge_bound, "scheduler": scheduler})
+        write_current_keys(run_dir, [k for _, k in keyed])
         done = finished_keys(run_dir)
         redo: set[str] = set()
         if retry_failed:

@@ -160,10 +160,27 @@ def resolve_run(run: str | Path) -> Path:
     raise BlobenchError(f"no run folder {str(run)!r} (looked for {p}/manifest.json and {q}/manifest.json)")
 
 
-def load(run: str | Path) -> pd.DataFrame:
-    """All rows of all finished cells of a run, as one tidy DataFrame."""
+CURRENT = "current_keys.json"
+
+
+def write_current_keys(run_dir: Path, keys: list[str]) -> None:
+    """Record the keys of the matrix last run into this folder (``load`` shows only those)."""
+    atomic_write_bytes(Path(run_dir) / CURRENT, json.dumps(sorted(set(keys))).encode())
+
+
+def load(run: str | Path, stale: bool = False) -> pd.DataFrame:
+    """All rows of the finished cells of a run, as one tidy DataFrame.
+
+    Shards whose key is no longer part of the matrix last run into the folder (e.g. after
+    an estimator's source file changed, which changes its cells' keys) are kept on disk but
+    left out, unless ``stale=True``.
+    """
     run_dir = resolve_run(run)
     files = _shard_files(run_dir)
+    cur = run_dir / CURRENT
+    if not stale and cur.is_file():
+        keep = set(json.loads(cur.read_text()))
+        files = [f for f in files if f.stem in keep]
     if not files:
         return pd.DataFrame()
     frames = [pd.read_parquet(f) for f in files]
