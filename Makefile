@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= matrices/default.toml
 JOBS ?= 2
 
-.PHONY: run test install report bench check clean
+.PHONY: run test install report bench check clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Reference report (issue 7): the default matrix, fresh, plus the claims table at ci size -> reports/reference/
+report: $(STAMP)
+	rm -rf runs/reference
+	$(VENV)/bin/blobench run $(MATRIX) --jobs $(JOBS) --run-id reference || test $$? -eq 3
+	$(VENV)/bin/blobench report reference --out reports/reference --claims
+
+# Headless browser for tests/test_browser.py (Debian's chromium; the test skips without it)
+chromium:
+	command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)

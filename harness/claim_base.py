@@ -64,6 +64,8 @@ class ClaimResult:
         """One line saying why the gate failed ("" when it passed)."""
         if self.passed:
             return ""
+        if self.outcome.startswith("error:"):
+            return f"the claim raised ({self.outcome[7:]})"
         if self.outcome != self.expected:
             return f"measured outcome {self.outcome!r} differs from recorded {self.expected!r}"
         return f"its negative control ({self.control}) holds: the rule cannot discriminate"
@@ -114,8 +116,28 @@ class Claim:
                            {"main": v.evidence, "control": c.evidence, "control_measured": c.measured})
 
 
-def check(names: list[str] | None = None, size: str = "ci") -> list[ClaimResult]:
-    """Run the named claims (all registered ones by default) at ``size``; unknown names raise before any runs."""
+def check(names: list[str] | None = None, size: str = "ci", errors: str = "raise") -> list[ClaimResult]:
+    """Run the named claims (all registered ones by default) at ``size``; unknown names raise before any runs.
+
+    ``errors="record"`` turns an exception inside a claim into a failing result (outcome ``"error: ..."``)
+    so that one broken claim does not hide the others (``blobench report --claims`` uses it).
+    """
+    if errors not in ("raise", "record"):
+        raise BlobenchError(f"errors must be 'raise' or 'record', got {errors!r}")
     names = list(names) if names else CLAIMS.names()
     classes = [CLAIMS.get(n) for n in names]  # unknown names fail before anything runs
-    return [cls().run(size) for cls in classes]
+    out = []
+    for cls in classes:
+        if errors == "raise":
+            out.append(cls().run(size))
+            continue
+        t0 = time.perf_counter()
+        try:
+            out.append(cls().run(size))
+        except BlobenchError:
+            raise
+        except Exception as exc:  # recorded, not raised: the gate still fails on it
+            msg = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+            out.append(ClaimResult(cls.name, cls.citation, cls.statement, cls.expected, msg, "-", "-", cls.control,
+                                   False, False, time.perf_counter() - t0, {"error": msg}))
+    return out

@@ -163,3 +163,20 @@ def test_report_claims_flag_runs_claims_into_run_folder(test_claims, tmp_path, m
     assert (run_dir / "claims.json").is_file()
     text = (tmp_path / "reports" / "synth" / "report.md").read_text()
     assert "| t-holds |" in text and "fails (good)" in text
+
+
+class _Raises(_RateClaim):
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        raise RuntimeError("solver blew up")
+
+
+def test_check_records_a_raising_claim(test_claims, monkeypatch):
+    monkeypatch.setattr(_Raises, "name", "t-raises")
+    monkeypatch.setitem(CLAIMS._items, "t-raises", _Raises)
+    with pytest.raises(RuntimeError):
+        check(["t-raises"])
+    r = check(["t-holds", "t-raises"], errors="record")
+    assert r[0].passed and not r[1].passed and r[1].outcome.startswith("error: RuntimeError: solver blew up")
+    assert "the claim raised" in r[1].why() and r[1].row()["gate"] == "FAIL"
+    with pytest.raises(BlobenchError, match="errors must be"):
+        check(["t-holds"], errors="ignore")
