@@ -86,6 +86,46 @@ def mean_test(G: np.ndarray, truth: np.ndarray, alpha: float = 0.01) -> dict[str
             "min_detectable_bias_99": mdb}
 
 
+def hotelling_test(G: np.ndarray, truth: np.ndarray, alpha: float = 0.01, power: float = 0.99) -> dict[str, float]:
+    """Hotelling's T^2 test of H0: E[estimate] = truth (needs n > d draws).
+
+    T^2 = n (mean - truth)^T S^{-1} (mean - truth) and, under H0 with Gaussian draws,
+    (n - d) / (d (n - 1)) T^2 ~ F(d, n - d) (Hotelling 1931; Anderson 2003, Thm. 5.2.2), so
+    rejecting when that F statistic exceeds its 1 - alpha quantile has false-alarm rate
+    alpha (asymptotically for any finite-variance draws). Under a bias delta the statistic
+    is noncentral F with noncentrality lambda = n delta^T Sigma^{-1} delta; the smallest
+    lambda rejected with probability ``power`` gives the smallest detectable bias norm in
+    the worst (largest-variance) direction: sqrt(lambda / n * eigmax(S)). Returns NaNs when
+    n <= d or S is singular (e.g. a deterministic estimator).
+    """
+    n, d = G.shape
+    nan = {"p_hotelling": float("nan"), "reject_hotelling": float("nan"), "T2": float("nan"),
+           "min_detectable_bias_99_hotelling": float("nan")}
+    if n <= d:
+        return nan
+    mean = G.mean(0)
+    S = np.atleast_2d(np.cov(G, rowvar=False))
+    w = np.linalg.eigvalsh(S)
+    if w.size == 0 or w.min() <= 1e-12 * max(float(w.max()), 1e-300):
+        return nan
+    diff = mean - truth
+    T2 = float(n * diff @ np.linalg.solve(S, diff))
+    F = (n - d) / (d * (n - 1)) * T2
+    p = float(stats.f.sf(F, d, n - d))
+    crit = stats.f.isf(alpha, d, n - d)
+    from scipy.optimize import brentq
+
+    def miss(lam: float) -> float:
+        return float(stats.ncf.cdf(crit, d, n - d, lam)) - (1.0 - power)
+
+    hi = 1.0
+    while miss(hi) > 0:
+        hi *= 2.0
+    lam = brentq(miss, 0.0, hi, xtol=1e-8)
+    mdb = math.sqrt(lam / n * float(w.max()))
+    return {"p_hotelling": p, "reject_hotelling": float(p < alpha), "T2": T2, "min_detectable_bias_99_hotelling": mdb}
+
+
 def summarize_draws(G: torch.Tensor, truth: torch.Tensor, level: float = 0.95, alpha: float = 0.01,
                     bootstrap: int = 200, seed: int = 0) -> list[dict[str, Any]]:
     """Rows for bias / variance / MSE of n draws G (n x d) against the exact truth (d)."""
@@ -116,6 +156,7 @@ def summarize_draws(G: torch.Tensor, truth: torch.Tensor, level: float = 0.95, a
     mse = float(((Gn - tr) ** 2).sum(1).mean())
     tn = float(np.linalg.norm(tr))
     test = mean_test(Gn, tr, alpha)
+    hot = hotelling_test(Gn, tr, alpha)
     rows += [
         {"quantity": "bias_norm", "value": bnorm, "lo": lo, "hi": hi},
         {"quantity": "rel_bias", "value": bnorm / tn if tn > 0 else bnorm},
@@ -127,6 +168,12 @@ def summarize_draws(G: torch.Tensor, truth: torch.Tensor, level: float = 0.95, a
         {"quantity": "unbiased_reject", "value": test["reject"], "alpha": alpha},
         {"quantity": "min_detectable_bias_99", "value": test["min_detectable_bias_99"]},
     ]
+    if not math.isnan(hot["p_hotelling"]):
+        rows += [
+            {"quantity": "unbiased_p_hotelling", "value": hot["p_hotelling"]},
+            {"quantity": "unbiased_reject_hotelling", "value": hot["reject_hotelling"], "alpha": alpha},
+            {"quantity": "min_detectable_bias_99_hotelling", "value": hot["min_detectable_bias_99_hotelling"]},
+        ]
     return rows
 
 
@@ -213,6 +260,159 @@ error_vs_budget.params = {
     "budget": Param("str", default="inner_steps", doc="estimator parameter swept"),
     "values": Param("list", default=None, optional=True, doc="budgets (list of integers)"),
     "samples": Param("int", default=1, low=1, doc="draws averaged per budget"),
+    "at": AT,
+}
+
+
+def budget_cell(ctx: CellContext, budget: str, value: Any) -> tuple[Problem, Estimator]:
+    """(problem, estimator) of the cell with ``budget`` set to ``value``: an estimator parameter
+    (e.g. inner_steps) or, failing that, a problem parameter (e.g. an unrolled problem's unroll_steps)."""
+    from . import api
+    from .errors import ParameterError
+    from .registry import ESTIMATORS, PROBLEMS
+
+    est_cls = ESTIMATORS.get(ctx.estimator_name)
+    if budget in est_cls.params:
+        return ctx.problem, ctx.estimator(**{budget: value})
+    prob_cls = PROBLEMS.get(ctx.problem.name)
+    if budget in prob_cls.params:
+        return api.problem(ctx.problem.name, **{**ctx.problem.p, budget: value}), ctx.estimator()
+    raise ParameterError(
+        f"budget {budget!r} is neither a parameter of estimator {ctx.estimator_name!r} "
+        f"({', '.join(sorted(est_cls.params)) or 'none'}) nor of problem {ctx.problem.name!r} "
+        f"({', '.join(sorted(prob_cls.params)) or 'none'})")
+
+
+def _budget_values(name: str, values: Any, default: list[int]) -> list[int]:
+    from .errors import ParameterError
+
+    values = list(values if values is not None else default)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ParameterError(f"metric {name!r}: values must be a non-empty list of integers >= 0, got {values!r}")
+    return values
+
+
+def _one_draw(problem: Problem, est: Estimator, x: torch.Tensor, seed: int, device: str):
+    """A closure running one pre-drawn estimate (noise drawn here, outside any measurement)."""
+    from .oracles import Oracles
+    from .sampling import draw_noise
+
+    noise = draw_noise(problem, est, 1, seed, device)
+    nz = {k: v[0] for k, v in noise.items()}
+    o = Oracles(problem)
+    xd = x.to(device)
+
+    def call():
+        o.reset()
+        return est.estimate(o, xd, nz, None)
+
+    return call, o
+
+
+def _draws_call(problem: Problem, est: Estimator, x: torch.Tensor, seed: int, device: str, n: int, chunk: int):
+    from .sampling import draw_noise, run_draws
+
+    noise = draw_noise(problem, est, n, seed, device)
+    xd = x.to(device)
+    return lambda: run_draws(problem, est, xd, noise, n, chunk=chunk, vmapped=True)
+
+
+def _linear_slope(b: list[float], v: list[float]) -> float:
+    if len(set(b)) < 2:
+        return float("nan")
+    return float(np.polyfit(np.asarray(b, float), np.asarray(v, float), 1)[0])
+
+
+@register_metric("memory_vs_budget")
+def memory_vs_budget(ctx: CellContext, budget: str = "inner_steps", values: list | None = None,
+                     draws: int = 1, chunk: int = 1024, at: str = "x0") -> list[dict[str, Any]]:
+    """Peak tensor memory of one estimate (or of ``draws`` vmapped draws) over a budget.
+
+    CPU: deterministic running peak of the profiler's allocation events; CUDA:
+    max_memory_allocated after a reset (harness.memory). Noise is drawn before the
+    measurement. Also reports process peak RSS (secondary) and the fitted bytes per
+    unit of budget (linear least squares): ~0 for constant-memory estimators
+    (recompute-mode ITD, UFO), ~dim_y * 8 bytes per step for a stored trajectory.
+    """
+    from .memory import peak_memory
+
+    values = _budget_values("memory_vs_budget", values, [10, 100, 1000])
+    x = _x_at(ctx, at)
+    rows: list[dict[str, Any]] = []
+    peaks = []
+    for v in values:
+        prob, est = budget_cell(ctx, budget, v)
+        if draws == 1:
+            call, o = _one_draw(prob, est, x, ctx.seed, ctx.device)
+            m = peak_memory(call, device=ctx.device)
+            cc = {f"calls_{k}": float(c) for k, c in o.snapshot().items()}
+        else:
+            call = _draws_call(prob, est, x, ctx.seed, ctx.device, draws, chunk)
+            m = peak_memory(call, device=ctx.device)
+            cc = {f"calls_{k}": float(c.double().mean()) for k, c in m["result"][1].items()}
+        peaks.append(m["peak_bytes"])
+        base = {"budget_param": budget, "budget": v, **cc}
+        rows.append({**base, "quantity": "peak_bytes", "value": float(m["peak_bytes"])})
+        rows.append({**base, "quantity": "rss_peak_bytes", "value": float(m["rss_peak_bytes"])})
+    rows.append({"quantity": "bytes_per_budget", "budget_param": budget, "value": _linear_slope(values, peaks)})
+    if len(values) >= 2 and peaks[0] > 0:
+        rows.append({"quantity": "peak_ratio_last_first", "budget_param": budget, "value": peaks[-1] / peaks[0]})
+    return rows
+
+
+memory_vs_budget.params = {
+    "budget": Param("str", default="inner_steps", doc="estimator parameter (or problem parameter, e.g. unroll_steps) swept"),
+    "values": Param("list", default=None, optional=True, doc="budgets (list of integers; default [10, 100, 1000])"),
+    "draws": Param("int", default=1, low=1, doc="1: one estimate; >1: that many vmapped draws in chunks"),
+    "chunk": Param("int", default=1024, low=1, doc="draws per vmapped call"),
+    "at": AT,
+}
+
+
+@register_metric("time_vs_budget")
+def time_vs_budget(ctx: CellContext, budget: str = "inner_steps", values: list | None = None,
+                   draws: int = 1, chunk: int = 1024, repeats: int = 5, warmup: int = 1,
+                   at: str = "x0") -> list[dict[str, Any]]:
+    """Wall-clock seconds of one estimate (or ``draws`` vmapped draws) over a budget: median and IQR.
+
+    Warm-up calls first, torch.cuda.synchronize around each timed call on GPU; noise is
+    drawn and the estimator built before timing, and no ground truth is evaluated inside
+    it (harness.timing). Also the fitted seconds per unit of budget.
+    """
+    from .timing import time_call
+
+    values = _budget_values("time_vs_budget", values, [1, 10, 100])
+    x = _x_at(ctx, at)
+    rows: list[dict[str, Any]] = []
+    meds = []
+    for v in values:
+        prob, est = budget_cell(ctx, budget, v)
+        if draws == 1:
+            call, o = _one_draw(prob, est, x, ctx.seed, ctx.device)
+        else:
+            call = _draws_call(prob, est, x, ctx.seed, ctx.device, draws, chunk)
+        t = time_call(call, repeats=repeats, warmup=warmup, device=ctx.device)
+        if draws == 1:
+            cc = {f"calls_{k}": float(c) for k, c in o.snapshot().items()}
+        else:
+            cc = {f"calls_{k}": float(c.double().mean()) for k, c in t["result"][1].items()}
+        meds.append(t["median_s"])
+        base = {"budget_param": budget, "budget": v, **cc}
+        rows.append({**base, "quantity": "seconds_median", "value": t["median_s"], "lo": t["q1_s"], "hi": t["q3_s"]})
+        rows.append({**base, "quantity": "seconds_iqr", "value": t["iqr_s"]})
+        if draws > 1:
+            rows.append({**base, "quantity": "seconds_per_draw", "value": t["median_s"] / draws})
+    rows.append({"quantity": "seconds_per_budget", "budget_param": budget, "value": _linear_slope(values, meds)})
+    return rows
+
+
+time_vs_budget.params = {
+    "budget": Param("str", default="inner_steps", doc="estimator parameter (or problem parameter) swept"),
+    "values": Param("list", default=None, optional=True, doc="budgets (list of integers; default [1, 10, 100])"),
+    "draws": Param("int", default=1, low=1, doc="1: one estimate; >1: that many vmapped draws in chunks"),
+    "chunk": Param("int", default=1024, low=1, doc="draws per vmapped call"),
+    "repeats": Param("int", default=5, low=1, doc="timed repetitions (median and IQR over them)"),
+    "warmup": Param("int", default=1, low=0, doc="untimed warm-up calls"),
     "at": AT,
 }
 

@@ -76,12 +76,42 @@ def estimate(
         raise ParameterError(f"n (number of draws) must be >= 1, got {n}")
     x = problem.x0() if x is None else problem.as_x(x)
     x = x.to(device)
-    gen = torch.Generator().manual_seed(int(seed))
-    noise = estimator.draw(problem, gen, n) or {}
-    noise = {k: v.to(device) for k, v in noise.items()}
-    o = Oracles(problem)
+    noise = draw_noise(problem, estimator, n, seed, device)
     use_vmap = estimator.vmappable if vmapped is None else (vmapped and estimator.vmappable)
     t0 = time.perf_counter()
+    G, C = run_draws(problem, estimator, x, noise, n, chunk=chunk, vmapped=use_vmap)
+    _sync(device)
+    secs = time.perf_counter() - t0
+    return EstimateBatch(G.cpu(), C, secs, batched=use_vmap)
+
+
+def _sync(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def draw_noise(problem: Problem, estimator: Estimator, n: int, seed: int = 0,
+               device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """All randomness of n draws, generated up front from one generator seeded by ``seed``."""
+    gen = torch.Generator().manual_seed(int(seed))
+    noise = estimator.draw(problem, gen, n) or {}
+    return {k: v.to(device) for k, v in noise.items()}
+
+
+def run_draws(problem: Problem, estimator: Estimator, x: torch.Tensor, noise: dict[str, torch.Tensor], n: int,
+              chunk: int = 1024, vmapped: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Evaluate n pre-drawn estimates: (grads [n, dim_x] on x's device, calls name -> LongTensor[n]).
+
+    With ``vmapped`` (and a vmappable estimator) the draws run through ``torch.func.vmap`` in
+    chunks of ``chunk`` draws: peak memory is that of ``chunk`` simultaneous estimates, not n.
+    Otherwise one draw at a time. No noise at all: one evaluation, repeated n times.
+    """
+    if chunk < 1:
+        from .errors import ParameterError
+
+        raise ParameterError(f"chunk (draws per vmapped call) must be >= 1, got {chunk}")
+    o = Oracles(problem)
+    use_vmap = bool(vmapped) and estimator.vmappable
     grads: list[torch.Tensor] = []
     calls: dict[str, list[torch.Tensor]] = {k: [] for k in ORACLE_NAMES}
 
@@ -121,9 +151,6 @@ def estimate(
             _check_grad(estimator, problem, est.grad, None)
             grads.append(est.grad.detach().unsqueeze(0))
             add_calls(est.calls, o.snapshot(), 1)
-    if device != "cpu" and torch.cuda.is_available():
-        torch.cuda.synchronize()
-    secs = time.perf_counter() - t0
-    G = torch.cat(grads, 0).cpu()
+    G = torch.cat(grads, 0)
     C = {k: torch.cat(v) for k, v in calls.items()}
-    return EstimateBatch(G, C, secs, batched=use_vmap)
+    return G, C

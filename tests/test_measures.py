@@ -1,0 +1,120 @@
+"""Statistics of harness.measures against independent truths.
+
+* variance: a closed form on the stochastic quadratic (derivation below);
+* the unbiasedness tests: empirical false-alarm rate with the exact estimator plus
+  artificial zero-mean noise, and a negative control (a bias of the reported
+  99%-power size must be detected);
+* memory / time metrics: the stored ITD trajectory grows by dim_y * 8 bytes per step.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import harness
+from harness.errors import ParameterError
+from harness.measures import CellContext, hotelling_test, mean_test, summarize_draws
+
+
+def itd1_covariance(p, lr: float, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact mean and covariance of ``itd`` with inner_steps=1 at x = 0 on stochastic ``quadratic``.
+
+    With y_0 = 0 and x = 0 (problems/quadratic.py noise model, s^2 = noise^2 / batch):
+      y_1 = -lr grad_y g(0, 0; xi) = lr (b + e_b)              (w drops out since y_0 = 0)
+      v_1 = grad_y f(0, y_1; xi') = y_1 - c - e_c
+      estimate = rho*0 - lr grad2_xy g(0, y_0; xi) v_1 = lr (1 + t) * (B^T v_1)
+    with t, e_b ~ N(0, s^2 I) of the inner sample and e_c ~ N(0, s^2 I) of the outer one, all
+    independent. u = B^T v_1 ~ N(m, S), m = B^T (lr b - c), S = s^2 (lr^2 + 1) B^T B, and t is
+    independent of u, so
+      E[est] = lr m,   Cov[est]_ij = lr^2 (S_ij + s^2 delta_ij (S_ii + m_i^2)).
+    """
+    s2 = p.p["noise"] ** 2 / batch_size
+    m = p.B.T @ (lr * p.b - p.c)
+    S = s2 * (lr**2 + 1.0) * (p.B.T @ p.B)
+    cov = lr**2 * (S + torch.diag(s2 * (torch.diag(S) + m * m)))
+    return lr * m, cov
+
+
+def test_variance_matches_closed_form():
+    p = harness.problem("quadratic", dim=4, noise=0.7, kappa=3.0, seed=1)
+    lr, bs, n = 0.3, 2, 40_000
+    e = harness.estimator("itd", inner_steps=1, inner_lr=lr, batch_size=bs)
+    out = harness.estimate(p, e, torch.zeros(4, dtype=torch.float64), seed=3, n=n)
+    mean, cov = itd1_covariance(p, lr, bs)
+    G = out.grads.double()
+    emp_cov = torch.cov(G.T)
+    # the empirical trace has relative s.e. ~ sqrt(2/n) * O(1): 2% is > 4 s.e. at n = 40000
+    assert float(emp_cov.trace()) == pytest.approx(float(cov.trace()), rel=0.03)
+    assert torch.allclose(emp_cov, cov, atol=0.05 * float(cov.diagonal().max()))
+    rows = {r["quantity"]: r for r in summarize_draws(G, mean, seed=0) if "coord" not in r}
+    assert rows["variance_trace"]["value"] == pytest.approx(float(cov.trace()), rel=0.03)
+    assert rows["mse"]["value"] == pytest.approx(float(cov.trace()), rel=0.03)  # truth = the exact mean
+    assert rows["unbiased_reject_hotelling"]["value"] == 0.0
+    # negative control: the same closed form with the wrong batch size is rejected
+    _, wrong = itd1_covariance(p, lr, 1)
+    assert float(emp_cov.trace()) != pytest.approx(float(wrong.trace()), rel=0.1)
+
+
+def _false_alarms(bias: np.ndarray, reps: int, n: int, alpha: float, seed: int) -> tuple[float, float]:
+    p = harness.problem("quadratic", dim=3, seed=2)
+    truth = p.hypergradient(p.x0()).numpy()
+    exact = harness.estimate(p, harness.estimator("exact"), n=n).grads.double().numpy()  # n copies of truth
+    rng = np.random.default_rng(seed)
+    L = np.array([[1.0, 0, 0], [0.5, 0.4, 0], [-0.3, 0.2, 2.0]])  # correlated, unequal scales
+    rh = rt = 0
+    for _ in range(reps):
+        # heavy-ish tails (t with 6 d.o.f., zero mean): the tests are only asymptotically exact
+        z = rng.standard_t(6, size=(n, 3)) / np.sqrt(6 / 4)
+        G = exact + z @ L.T + bias
+        rh += hotelling_test(G, truth, alpha)["reject_hotelling"]
+        rt += mean_test(G, truth, alpha)["reject"]
+    return rh / reps, rt / reps
+
+
+def test_false_alarm_rate_and_power():
+    alpha, reps, n = 0.05, 600, 200
+    fh, ft = _false_alarms(np.zeros(3), reps, n, alpha, seed=0)
+    se = np.sqrt(alpha * (1 - alpha) / reps)
+    assert abs(fh - alpha) < 4 * se, fh  # Hotelling: exact level alpha
+    assert ft <= alpha + 4 * se, ft  # Holm: family-wise error <= alpha
+    # negative control: a bias of the reported 99%-power size, in the worst direction, is detected
+    p = harness.problem("quadratic", dim=3, seed=2)
+    rng = np.random.default_rng(1)
+    L = np.array([[1.0, 0, 0], [0.5, 0.4, 0], [-0.3, 0.2, 2.0]])
+    G0 = rng.standard_normal((n, 3)) @ L.T
+    mdb = hotelling_test(G0, np.zeros(3), alpha)["min_detectable_bias_99_hotelling"]
+    w, V = np.linalg.eigh(L @ L.T)
+    bias = mdb * V[:, -1]
+    ph, _ = _false_alarms(bias, 200, n, alpha, seed=5)
+    assert ph >= 0.95, ph
+    assert mean_test(G0 + bias, np.zeros(3), alpha)["reject"] in (0.0, 1.0)
+
+
+def test_hotelling_needs_more_draws_than_dims():
+    G = np.random.default_rng(0).standard_normal((3, 5))
+    assert np.isnan(hotelling_test(G, np.zeros(5))["p_hotelling"])
+
+
+def test_memory_and_time_vs_budget_metrics():
+    assert {"memory_vs_budget", "time_vs_budget"} <= set(harness.metrics())
+    p = harness.problem("quadratic", dim=300, kappa=2.0)
+    ctx = CellContext(p, "itd", {"inner_lr": 0.5})
+    from harness.measures import memory_vs_budget, time_vs_budget
+
+    rows = memory_vs_budget(ctx, values=[5, 25, 45])
+    slope = next(r["value"] for r in rows if r["quantity"] == "bytes_per_budget")
+    assert slope == pytest.approx(300 * 8, rel=0.1)  # one stored y_k (dim_y float64) per step
+    peaks = [r for r in rows if r["quantity"] == "peak_bytes"]
+    assert [r["calls_hvp"] for r in peaks] == [5.0, 25.0, 45.0]
+    # recompute-free control: fo stores nothing per step
+    rows = memory_vs_budget(CellContext(p, "fo", {"inner_lr": 0.5}), values=[5, 45])
+    assert abs(next(r["value"] for r in rows if r["quantity"] == "bytes_per_budget")) < 100
+    t = time_vs_budget(ctx, values=[1, 40], repeats=3)
+    med = [r for r in t if r["quantity"] == "seconds_median"]
+    assert all(0 < r["lo"] <= r["value"] <= r["hi"] for r in med)
+    assert med[1]["value"] > med[0]["value"]
+    with pytest.raises(ParameterError, match="budget 'nope'"):
+        memory_vs_budget(ctx, budget="nope", values=[1])
+    with pytest.raises(ParameterError, match="values"):
+        time_vs_budget(ctx, values=[-1])
