@@ -437,35 +437,53 @@ def budget_metric_section(df: pd.DataFrame, metric: str, out: Path, pal: dict, d
     if d.empty or "budget" not in d or d["budget"].isna().all():
         return None
     doc.h(2, f"{metric.replace('_', ' ')} ({metric})")
+    summary = _labelled(d[d["budget"].isna()])
     d = _labelled(d[d["budget"].notna()])
     d["budget"] = d["budget"].astype(float)
     d["value"] = pd.to_numeric(d["value"], errors="coerce")
     qs = sorted(d["quantity"].dropna().unique())
     plt = _plt()
-    fig, axes = plt.subplots(1, len(qs), figsize=(4.4 * len(qs), 3.4), squeeze=False)
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, axes = plt.subplots(1, len(qs), figsize=(4.6 * len(qs), 3.5), squeeze=False)
     for ax, qn in zip(axes[0], qs):
         s = d[d["quantity"] == qn]
         for i, ((pl, el), g) in enumerate(sorted(s.groupby(["problem_label", "estimator_label"]), key=lambda t: t[0])):
-            g = g.groupby("budget", as_index=False)["value"].mean().sort_values("budget")
+            has_band = "lo" in g and "hi" in g and g["lo"].notna().all() and g["hi"].notna().all()
+            g = g.groupby("budget", as_index=False).agg(
+                value=("value", "mean"), **({"lo": ("lo", "mean"), "hi": ("hi", "mean")} if has_band else {}))
+            g = g.sort_values("budget")
             ls, mk = _style_cycle(i)
-            ax.plot(g["budget"], g["value"], ls, marker=mk, ms=3, color=pal.get(el.split("(")[0]),
-                    label=f"{el} / {pl}")
+            color = pal.get(el.split("(")[0])
+            ax.plot(g["budget"], g["value"], ls, marker=mk, ms=3, color=color, label=f"{el} / {pl}")
+            if has_band:
+                ax.fill_between(g["budget"], g["lo"], g["hi"], color=color, alpha=0.15)
         bp = s["budget_param"].dropna().unique() if "budget_param" in s else []
         ax.set_xlabel("budget" + (f": {bp[0]}" if len(bp) else "") + " (iterations)")
         if (s["value"] > 0).all():
             ax.set_yscale("log")
             if (s["budget"] > 0).all():
                 ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_minor_formatter(plt.NullFormatter())
         unit = "bytes" if ("byte" in qn or "mem" in qn) else ("seconds" if ("second" in qn or "time" in qn) else "")
-        ax.set_ylabel(qn + (f" ({unit})" if unit and unit not in qn else ""))
+        ax.set_ylabel(qn + (f" ({unit})" if unit and unit not in qn else "") + (" (log)" if ax.get_yscale() == "log" else ""))
+        ax.set_title(qn + (" (band: lo-hi)" if "lo" in s and s["lo"].notna().any() else ""), fontsize=8)
         _legend(ax)
     fig.tight_layout()
     path = _save(fig, out / f"{metric}.png")
-    doc.img(f"{metric}.png", f"{metric}: value versus budget per quantity")
+    doc.img(f"{metric}.png", f"{metric}: value versus budget per quantity (log-log where positive)")
     t = d.pivot_table(index=["problem_label", "estimator_label", "quantity"], columns="budget", values="value",
                       aggfunc="mean").reset_index().rename(columns={"problem_label": "problem", "estimator_label": "estimator"})
     t.columns = [c if isinstance(c, str) else f"r={c:g}" for c in t.columns]
     doc.table(t)
+    if not summary.empty:
+        summary = summary.assign(value=pd.to_numeric(summary["value"], errors="coerce"))
+        st = summary.pivot_table(index=["problem_label", "estimator_label"], columns="quantity", values="value",
+                                 aggfunc="mean").reset_index().rename(columns={"problem_label": "problem",
+                                                                               "estimator_label": "estimator"})
+        doc.p("Fitted summaries (mean over seeds):")
+        doc.table(st)
     return path
 
 

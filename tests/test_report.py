@@ -68,6 +68,7 @@ def make_run(root: Path, metrics: set[str], name: str = "synth") -> Path:
         for est, slope in (("itd", 800.0), ("itd-recompute", 0.0)):
             rows = [{"budget_param": "inner_steps", "budget": b, "quantity": "peak_bytes", "value": 1000 + slope * b}
                     for b in (4, 16, 64)]
+            rows.append({"budget_param": "inner_steps", "quantity": "bytes_per_budget", "value": slope})
             cells.append(_cell(f"mem-{est}", "memory_vs_budget", est, rows))
     if "odd_metric" in metrics:
         cells.append(_cell("odd", "odd_metric", "itd", [{"quantity": "thing", "value": 3.0}]))
@@ -109,6 +110,9 @@ def test_full_report_has_every_section(tmp_path):
     assert "| nan | - |" in fo
     # convergence final-value table: mean over 3 seeds of grad_norm_sq at t=19 lies near 0.8**19
     assert "diverged_seeds" in text
+    # memory: per-budget table and the budget-less fitted summary
+    assert "| quadratic(dim=4) | itd | peak_bytes | 4200 | 1.38e+04 | 5.22e+04 |" in text
+    assert "| quadratic(dim=4) | itd-recompute | 0 |" in text
 
 
 @pytest.mark.parametrize("subset", [{"error_vs_budget"}, {"bias_variance"}, {"convergence"}, {"memory_vs_budget"},
