@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= matrices/default.toml
 JOBS ?= 2
 
-.PHONY: run test install report bench check clean chromium
+.PHONY: run test install report bench bench-targets check clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,17 @@ test: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/blobench check
 
+# bench: pytest-benchmark suite; saves every run under .benchmarks/<machine>/ plus .benchmarks/latest.json,
+# and compares with the previous saved run (the baseline) when there is one.
 bench: $(STAMP)
-	$(PY) -m pytest -q tests/benchmarks -m 'not slow' --benchmark-only --benchmark-json=.benchmarks/latest.json
+	mkdir -p .benchmarks
+	$(PY) -m pytest -q tests/benchmarks -m 'not slow' --benchmark-only --benchmark-storage=.benchmarks \
+		--benchmark-autosave --benchmark-json=.benchmarks/latest.json \
+		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare --benchmark-group-by=fullname)
+
+# bench-targets: the issue #6 targets (batched sampling speed-up, overhead over the oracle floor, UFO memory)
+bench-targets: $(STAMP)
+	$(PY) -m tests.benchmarks.targets all
 
 clean:
 	rm -rf runs .pytest_cache
