@@ -71,11 +71,28 @@ class ClaimResult:
         return f"its negative control ({self.control}) holds: the rule cannot discriminate"
 
 
+def _jsonable(o: Any) -> Any:
+    """numpy scalars and arrays as Python numbers and lists; anything else as its str."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def _as_bool(v: Any) -> bool:
+    if isinstance(v, str):
+        if v not in ("True", "False", "true", "false"):
+            raise ValueError(f"not a boolean: {v!r}")
+        return v in ("True", "true")
+    return bool(v)
+
+
 def save_results(results: list[ClaimResult], path: str | Path, size: str = "ci") -> Path:
     """Write claim results to a JSON file (``{"size": ..., "results": [...]}``) that reports read."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"size": size, "results": [r.to_dict() for r in results]}, indent=1, default=str))
+    path.write_text(json.dumps({"size": size, "results": [r.to_dict() for r in results]}, indent=1, default=_jsonable))
     return path
 
 
@@ -83,7 +100,10 @@ def load_results(path: str | Path) -> list[ClaimResult]:
     """Read a JSON file written by :func:`save_results`."""
     try:
         data = json.loads(Path(path).read_text())
-        return [ClaimResult(**r) for r in data["results"]]
+        out = [ClaimResult(**r) for r in data["results"]]
+        for r in out:
+            r.control_holds, r.passed = _as_bool(r.control_holds), _as_bool(r.passed)
+        return out
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BlobenchError(f"{path}: not a claims results file ({type(exc).__name__}: {exc})") from None
 
@@ -107,6 +127,7 @@ class Claim:
         t0 = time.perf_counter()
         v = self.evaluate(size, control=False)
         c = self.evaluate(size, control=True)
+        v.holds, c.holds = bool(v.holds), bool(c.holds)  # numpy bools would not survive JSON as bools
         outcome = "holds" if v.holds else "not reproduced"
         # A "not reproduced" claim's control is the counterfactual on which the statement would hold;
         # it must fail as well for the rule to be shown able to discriminate.

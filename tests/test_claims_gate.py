@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,7 +73,7 @@ class _RateClaim(Claim):
         rate = _itd_rate(self.control_estimator if control else self.main_estimator, kappa,
                          self.control_budgets if control else (10, 20, 30, 40))
         pred = 1 - self.factor / kappa
-        return Verdict(abs(rate - pred) <= 0.05 * pred, f"rate {rate:.4f}", f"{pred:.4f}", {"rate": rate})
+        return Verdict(np.abs(rate - pred) <= 0.05 * pred, f"rate {rate:.4f}", f"{pred:.4f}", {"rate": rate})
 
 
 class _Holds(_RateClaim):
@@ -140,6 +141,7 @@ def test_cli_check_exit_codes_and_table(test_claims, capsys, tmp_path):
     assert header in out and "| t-holds | Ji, Yang & Liang 2021 (ICML), Prop. 2 | rate 0." in out
     assert "2/2 claims pass the gate" in out
     data = json.loads((tmp_path / "c.json").read_text())
+    assert all(r["control_holds"] is False and r["passed"] is True for r in data["results"])
     assert [r["name"] for r in data["results"]] == ["t-holds", "t-not-reproduced"] and data["size"] == "ci"
     assert main(["check", "t-holds", "t-control-passes"]) == 1
     out = capsys.readouterr().out
