@@ -69,7 +69,7 @@ def _fmt(v: Any) -> str:
         return str(bool(v))
     if isinstance(v, (float, np.floating)):
         return "nan" if not np.isfinite(v) else f"{v:.4g}"
-    return str(v).replace("|", "/").replace("\n", " ")
+    return str(v).replace("\n", " ")
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -78,7 +78,7 @@ def _md_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     out = "| " + " | ".join(str(c) for c in cols) + " |\n|" + "---|" * len(cols) + "\n"
     for _, r in df.iterrows():
-        out += "| " + " | ".join(_fmt(r[c]) for c in cols) + " |\n"
+        out += "| " + " | ".join(_fmt(r[c]).replace("|", "\\|") for c in cols) + " |\n"
     return out
 
 
@@ -325,7 +325,7 @@ def bias_variance_section(df: pd.DataFrame, out: Path, pal: dict, doc: _Doc) -> 
     xkey = varying[0] if varying else None
     if xkey is not None:
         bn["x"] = [p.get(xkey) for p in eps]
-        bn = bn[bn["x"].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))]
+        bn = bn[bn["x"].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v))]
     if xkey is None or bn.empty:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
         for ax, qn in zip(axes, ["bias_norm", "variance_trace"]):
