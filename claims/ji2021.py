@@ -38,7 +38,7 @@ def _L_phi(problem) -> float:
 
 @harness.register_claim("ji-itd-rate")
 class ITDRate(Claim):
-    citation = "Ji, Yang, Liang 2021 (arXiv 2010.07962), Proposition 3 / Thm. 3 (ITD-BiO); Ji thesis Ch. 2"
+    citation = "Ji, Yang, Liang 2021 (arXiv 2010.07962), ITD-BiO hypergradient error analysis behind Theorem 2; Ji thesis Ch. 2"
     statement = ("ITD's hypergradient error ||g_D - grad Phi|| contracts geometrically in the inner steps D at rate "
                  "(1 - alpha mu) on a quadratic; the log-linear fitted rate lies within 0.01 of 1 - alpha mu.")
     control = "inner step size mis-set to alpha/2 while the rule predicts 1 - alpha mu with the nominal alpha"
@@ -59,7 +59,7 @@ class ITDRate(Claim):
 
 @harness.register_claim("ji-aid-cg-bound")
 class AIDCGBound(Claim):
-    citation = "Ji, Yang, Liang 2021, Prop. 2 / eq. (3) (AID-CG); CG bound: Nocedal & Wright (5.36)"
+    citation = "Ji, Yang, Liang 2021, AID-BiO with CG (Algorithm 1, analysis behind Theorem 1); CG bound: Nocedal & Wright, Numerical Optimization, Sec. 5.1"
     statement = ("With y exact, AID-CG's error is at most ||grad2_xy g|| * 2 sqrt(kappa) ((sqrt kappa - 1)/(sqrt kappa + 1))^N "
                  "||v*|| for every N: the CG bound holds in the A-norm, ||e||_A <= 2 r^N ||v*||_A, and converting "
                  "A-norm to 2-norm costs sqrt(kappa) (||e|| <= ||e||_A/sqrt(mu), ||v*||_A <= sqrt(L)||v*||).")
@@ -94,7 +94,7 @@ class AIDCGBound(Claim):
 
 @harness.register_claim("ji-neumann-bound")
 class NeumannBound(Claim):
-    citation = "Ji, Yang, Liang 2021, Lemma/Prop. on AID-NS (Neumann series), eq. (3); Ji thesis Ch. 2"
+    citation = "Ji, Yang, Liang 2021, Neumann-series Hessian-inverse approximation (Algorithm 3 deterministic case); Ji thesis Ch. 2"
     statement = ("With y exact, AID-Neumann's error is at most ||grad2_xy g|| (1 - eta mu)^{Q+1} ||v_0|| / mu for every Q "
                  "(v_0 = grad_y f): the Neumann remainder is H^-1 (I - eta H)^{Q+1} v_0.")
     control = "the authors' code series (stocbio-code on the noise-free problem) under the same bound"
@@ -119,7 +119,7 @@ class NeumannBound(Claim):
 
 @harness.register_claim("ji-stocbio-neumann")
 class StocBiONeumann(Claim):
-    citation = "Ji, Yang, Liang 2021, Algorithm 3 and eq. (7) (stocBiO); code: github JunjieYang97/stocBiO"
+    citation = "Ji, Yang, Liang 2021, Algorithms 2-3 (stocBiO); code: github JunjieYang97/stocBiO"
     statement = ("stocBiO's v_Q is a truncated Neumann series of the inverse Hessian: on the stochastic quadratic, "
                  "E[stocBiO(D, Q)] equals AID-Neumann(D, Q) on the population problem (Holm-corrected t-tests, "
                  "alpha = 0.01, not rejected at any Q), and its bias ||E - grad Phi|| decreases with Q.")
@@ -153,7 +153,7 @@ class StocBiONeumann(Claim):
 
 @harness.register_claim("ji-stocbio-variance")
 class StocBiOVariance(Claim):
-    citation = "Ji, Yang, Liang 2021, Proposition 4 / Lemma (variance of stocBiO's estimate, O(1/S) terms)"
+    citation = "Ji, Yang, Liang 2021, Theorem 3 (stocBiO): variance terms O(1/batch) of the hypergradient estimate"
     statement = ("stocBiO's variance scales as 1/batch: the log-log slope of trace Cov[estimate] against the batch "
                  "size over {4, 16, 64, 256} is -1 within 0.15.")
     control = "BSA (Ghadimi & Wang 2018), whose random truncation adds variance that no batch size removes"
@@ -176,7 +176,7 @@ class StocBiOVariance(Claim):
 
 @harness.register_claim("ji-bio-sublinear")
 class BiOSublinear(Claim):
-    citation = "Ji, Yang, Liang 2021, Theorems 1-2 (AID-BiO, ITD-BiO, Algorithm 1 with warm starts)"
+    citation = "Ji, Yang, Liang 2021, Theorems 1-2 (AID-BiO, ITD-BiO: Algorithm 1 with warm starts)"
     statement = ("AID-BiO and ITD-BiO with warm starts and beta = 1/L_Phi satisfy min_{k<K} ||grad Phi(x_k)||^2 <= C/K "
                  "for every K <= T, with C = 4 (Phi(x_0) - Phi*)/beta (the descent-lemma constant 2/beta, doubled "
                  "for the hypergradient-error terms of the theorems).")
@@ -204,8 +204,8 @@ class BiOSublinear(Claim):
 
 @harness.register_claim("ji-kappa-exponent")
 class KappaExponent(Claim):
-    citation = ("Ji, Yang, Liang 2021, Table 1 / Corollary 1 (AID-BiO: Gc(f) = O(kappa^3/eps), Gc(g) = O(kappa^4/eps), "
-                "JV = O(kappa^3/eps), HV = O(kappa^3.5/eps)); Ji thesis Table 2.1")
+    citation = ("Ji, Yang, Liang 2021, Table 1 and Corollary of Theorem 1 (AID-BiO: Gc(f) = O(kappa^3/eps), "
+                "Gc(g) = O(kappa^4/eps), JV = O(kappa^3/eps), HV = O(kappa^3.5/eps)); Ji thesis Ch. 2 complexity table")
     statement = ("Outer iterations of AID-BiO (warm starts, beta = 1/L_Phi) to reach ||grad Phi||^2 <= eps ||grad Phi(x_0)||^2 "
                  "grow with kappa (mu = 1/kappa, L = 1) no faster than the thesis's kappa^3 (fitted exponent <= 3.25), "
                  "and the fitted exponents of total grad_y g, HV and JV calls stay below the table's 4, 3.5, 3 (+0.25).")

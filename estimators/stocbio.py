@@ -9,7 +9,7 @@ and differ only in v ~ [grad2_yy g]^{-1} v_0 (H_j = grad2_yy G(x, y_D; B_j), eta
 Q = solver_steps, batches of ``batch_size`` samples, all independent):
 
 - ``stocbio`` (Ji, Yang, Liang 2021, Algorithm 2 and its Hessian-inverse-vector step,
-  Algorithm 3, eq. (7)): v_Q = eta sum_{q=-1}^{Q-1} prod_{j=Q-q}^{Q} (I - eta H_j) v_0,
+  Algorithm 3): v_Q = eta sum_{q=-1}^{Q-1} prod_{j=Q-q}^{Q} (I - eta H_j) v_0,
   Q independent Hessian batches. Computed with one HV per term (the product for q extends
   the one for q-1 by one factor), so its expectation is exactly the truncated Neumann series
   eta sum_{i=0}^{Q} (I - eta E[H])^i v_0 at y_D (batches are independent).
@@ -19,7 +19,7 @@ Q = solver_steps, batches of ``batch_size`` samples, all independent):
   the i = 0 term is dropped. It is not a truncated Neumann series of [grad2_yy g]^{-1}: as Q
   grows it tends to (eta H)^{-1} (I - eta H) v_0 = H^{-1} v_0 / eta - v_0.
   (The code's outer update omits grad_x F because its problems have none; we keep it.)
-- ``bsa`` (Ghadimi & Wang 2018, "Approximation methods for bilevel programming", eq. (2.8)):
+- ``bsa`` (Ghadimi & Wang 2018, "Approximation methods for bilevel programming", Algorithm 1 / Sec. 2 Hessian-inverse estimate):
   p ~ U{0, ..., Q-1} drawn once per estimate, v = Q eta prod_{j=1}^{p} (I - eta H_j) v_0, an
   unbiased estimate of eta sum_{i=0}^{Q-1} (I - eta E[H])^i v_0 (Q terms).
 
@@ -81,7 +81,7 @@ class StocBase(harness.Estimator):
 
 @harness.register_estimator("stocbio")
 class StocBiO(StocBase):
-    """stocBiO: SGD inner loop, Neumann series with Q independent Hessian batches (Ji et al. 2021, Alg. 2-3, eq. (7))."""
+    """stocBiO: SGD inner loop, Neumann series with Q independent Hessian batches (Ji et al. 2021, Alg. 2-3)."""
 
     def solve(self, oracles, x, y, v0, noise):
         hb = _hess_batches(oracles, noise, per=True)
@@ -110,7 +110,7 @@ class StocBiOCode(StocBase):
 
 @harness.register_estimator("bsa")
 class BSA(StocBase):
-    """BSA: random truncation p ~ U{0..Q-1}, v = Q eta prod_{j<=p} (I - eta H_j) v_0 (Ghadimi & Wang 2018, eq. (2.8))."""
+    """BSA: random truncation p ~ U{0..Q-1}, v = Q eta prod_{j<=p} (I - eta H_j) v_0 (Ghadimi & Wang 2018)."""
 
     params = {**StocBase.params, "solver_steps": Param("int", default=10, low=1, doc="Q: the truncation p is uniform on {0..Q-1}")}
 
