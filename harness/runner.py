@@ -254,7 +254,8 @@ def _run_dask(todo, run_dir: Path, jobs: int, scheduler: str | None, args: tuple
     try:
         if scheduler:
             try:
-                client = Client(scheduler, timeout="20s")
+                wait = os.environ.get("BLOBENCH_DASK_CONNECT_TIMEOUT", "20")
+                client = Client(scheduler, timeout=f"{float(wait):g}s")
             except (OSError, TimeoutError) as exc:
                 raise BlobenchError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
         else:
