@@ -168,11 +168,19 @@ def cmd_check(a) -> int:
         names = harness.claims()
         if not names:
             print("(no claims registered)")
+        w = max((len(n) for n in names), default=0)
         for n in names:
             c = CLAIMS.get(n)
-            print(f"{n:32s} expected: {c.expected:15s} {c.citation}")
+            print(f"{n:{w}s}  expected: {c.expected:15s} {c.citation}")
         return 0
-    results = harness.check(a.claims or None, size=a.size)
+    names = list(a.claims) if a.claims else harness.claims()
+    for n in names:  # unknown names fail before anything runs
+        CLAIMS.get(n)
+    results = []
+    for i, n in enumerate(names):
+        r = harness.check([n], size=a.size)[0]
+        print(f"  [{i + 1}/{len(names)}] {r.row()['gate']} {n} ({r.seconds:.1f}s)", file=sys.stderr)
+        results.append(r)
     if not results:
         print("no claims registered; nothing to check")
         return 0
