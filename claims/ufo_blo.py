@@ -25,15 +25,15 @@ def _unbiased_cases(size: str) -> list[tuple[str, dict, torch.Tensor | None, int
     big = size == "full"
     cases = [
         ("ufo-counterexample", {}, torch.tensor([3.0], dtype=torch.float64), 100000 if big else 20000, 0.3),
-        ("meta-linreg", {"dim": 5}, None, 100000 if big else 20000, 0.3),
-        ("sinusoid", {"hidden": 16 if big else 6, "tasks": 512 if big else 32, "unroll_steps": 5 if big else 3,
-                      "unroll_lr": 0.05}, None, 20000 if big else 1500, 0.5),
+        ("meta-linreg", {"dim": 5}, None, 100000 if big else 10000, 0.3),
+        ("sinusoid", {"hidden": 16 if big else 4, "tasks": 512 if big else 16, "unroll_steps": 5 if big else 3,
+                      "unroll_lr": 0.05}, None, 20000 if big else 800, 0.5),
     ]
     try:
         import sklearn  # noqa: F401
 
-        cases.append(("digits-fewshot", {"ways": 3, "hidden": 0, "tasks": 64 if not big else 256}, None,
-                      20000 if big else 1500, 0.5))
+        cases.append(("digits-fewshot", {"ways": 3, "hidden": 0, "tasks": 16 if not big else 256}, None,
+                      20000 if big else 800, 0.5))
     except ImportError:
         pass
     return [c for c in cases if c[0] in harness.problems()]

@@ -106,3 +106,24 @@ def test_sinusoid_truth_is_pool_average_and_matches_finite_differences():
         assert abs(fd - float(g[j])) < 1e-6 * max(1.0, abs(fd))
     b = p.sample(torch.Generator().manual_seed(0), 5)
     assert b["ts"].shape == (5, p.p["shots"])
+
+
+def test_digits_fewshot_truth_and_tasks():
+    pytest.importorskip("sklearn")
+    p = harness.problem("digits-fewshot", ways=3, tasks=4, unroll_steps=2)
+    b = p.sample(torch.Generator().manual_seed(0), 2)
+    assert b["xs"].shape == (2, 3, 64) and b["yq"].shape == (2, 15, 3)
+    assert torch.equal(b["ys"].sum(1), torch.ones(2, 3, dtype=torch.float64))  # K = 1 image per class
+    x = p.x0()
+    e = harness.estimator("maml")
+    tasks = [{f"task/{k}": v[i] for k, v in p.pool.items()} for i in range(4)]
+    g = torch.stack([e.estimate(harness.Oracles(p), x, t).grad for t in tasks]).mean(0)
+    assert torch.allclose(g, p.hypergradient(x), atol=1e-12)
+    h = 1e-6
+    d = torch.zeros(p.dim_x, dtype=torch.float64)
+    d[7] = h
+    assert abs((p.value(x + d) - p.value(x - d)) / (2 * h) - float(g[7])) < 1e-6
+    acc = p.accuracy(x, p.make_tasks("test", 5, torch.Generator().manual_seed(1)))
+    assert acc.shape == (5,) and bool(((acc >= 0) & (acc <= 1)).all())
+    with pytest.raises(ParameterError, match="ways"):
+        harness.problem("digits-fewshot", ways=11)
