@@ -26,6 +26,7 @@ import torch
 import harness
 from harness.claim_base import Claim, Verdict
 from harness.outer import outer_loop
+from claims.anil import single_thread
 
 NS_CI = (1, 5, 10, 20, 30, 40, 50)
 C_STEP = 0.25  # alpha = C_STEP / (N L), or fixed alpha = C_STEP / L
@@ -67,6 +68,10 @@ class MamlMetaGradientGrowth(Claim):
             "factor rho in [1 + alpha*lambda_-, (1 + alpha L)^2] and every alpha = 0.25/(N L) meta-gradient is within the e^{2c} bound")
 
     def evaluate(self, size: str, control: bool) -> Verdict:
+        with single_thread():
+            return self._evaluate(size, control)
+
+    def _evaluate(self, size: str, control: bool) -> Verdict:
         ev = growth_experiment("convex" if control else "indefinite", size)
         a, L = ev["alpha_fixed"], ev["L"]
         lam = ev["rows"][0]["neg_curv"]
@@ -96,6 +101,10 @@ class MamlStepSizeConvergence(Claim):
     rule = "holds iff alpha = 0.25/(N L) converges (||grad Phi||^2 <= 1e-8 of start, no divergence) for all N in {1..50} and alpha = 0.25/L converges at N = 1 but not at N = 50"
 
     def evaluate(self, size: str, control: bool) -> Verdict:
+        with single_thread():
+            return self._evaluate(size, control)
+
+    def _evaluate(self, size: str, control: bool) -> Verdict:
         steps = 400 if size == "ci" else 2000
         L = 1.0
         res = {}
@@ -121,6 +130,10 @@ class MamlConvexNoStepCondition(Claim):
     rule = "holds iff for every N in {1..50} the run does not diverge and min_k ||grad Phi_k||^2 <= 2 (Phi(x_0) - Phi*) / (beta K)"
 
     def evaluate(self, size: str, control: bool) -> Verdict:
+        with single_thread():
+            return self._evaluate(size, control)
+
+    def _evaluate(self, size: str, control: bool) -> Verdict:
         K = 200 if size == "ci" else 2000
         L = 1.0
         beta = 1.0 / L
