@@ -13,6 +13,10 @@ Timeouts use SIGALRM where the cell runs on a process's main thread (jobs=1, lok
 workers) and an asynchronous exception otherwise (Dask worker threads); the latter fires
 at the next Python bytecode, so a single long C call finishes before it is stopped.
 
+With ``--backend dask --scheduler ADDRESS`` the workers write shards straight into the
+run folder (by absolute path) and import plugin files by the same paths, so on a real
+cluster both must live on a filesystem every worker sees at the same path.
+
 Plugin files (``blobench --plugin FILE``, ``run(..., plugins=[FILE])`` or the
 ``BLOBENCH_PLUGINS`` environment variable, paths separated by ``os.pathsep``) are
 loaded in every worker before its first cell.
@@ -40,8 +44,8 @@ import pandas as pd
 from .errors import BlobenchError, ParameterError
 from .matrix import Cell, Matrix, cell_key, load_matrix, validate_cells
 from .progress import BAD, Progress
-from .store import (RunLock, finished_keys, remove_stale_temporaries, shard_statuses, write_current_keys,
-                    write_manifest, write_shard)
+from .store import (RunLock, finished_keys, log_status, remove_stale_temporaries, shard_statuses,
+                    write_current_keys, write_manifest, write_shard)
 from .store import atomic_write_bytes
 
 BACKENDS = ("loky", "dask")
@@ -244,7 +248,7 @@ def _pin_threads() -> None:
     torch.set_num_threads(1)
 
 
-def _run_dask(todo, run_dir: Path, jobs: int, scheduler: str | None, args: tuple, prog: Progress) -> list[dict]:
+def _run_dask(todo, run_dir: Path, jobs: int, scheduler: str | None, args: tuple, _done) -> list[dict]:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -264,12 +268,12 @@ def _run_dask(todo, run_dir: Path, jobs: int, scheduler: str | None, args: tuple
             client = Client(cluster)
         with client:
             client.run(_pin_threads)
-            futs = [client.submit(run_cell, c, k, str(run_dir), 1, *args, key=f"blobench-cell-{k}", pure=False)
+            futs = [client.submit(run_cell, c, k, str(run_dir.resolve()), 1, *args, key=f"blobench-cell-{k}", pure=False)
                     for c, k in todo]
             for fut in as_completed(futs):
                 r = fut.result()
                 results.append(r)
-                prog.update(r)
+                _done(r)
     finally:
         if cluster is not None:
             cluster.close()
@@ -303,10 +307,13 @@ def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_di
     paths = plugin_paths(plugins)
     load_plugins(paths)
     m = load_matrix(matrix)
-    validate_cells(m)
     run_dir = Path(runs_dir) / (run_id or m.name)
     cache: dict[str, str] = {}
     keyed = [(c, cell_key(c, cache)) for c in m.cells]
+    # validate (build every problem/estimator) only what may run: finished cells were validated when they ran
+    before = finished_keys(run_dir)
+    validate_cells(Matrix(m.name, [c for c, k in keyed if k not in before or retry_failed or c.device == "cuda"],
+                          m.source, m.path))
     with RunLock(run_dir):
         remove_stale_temporaries(run_dir)
         write_manifest(run_dir, {**manifest_for(m, jobs, backend), "plugins": paths, "cell_timeout": cell_timeout,
@@ -331,24 +338,30 @@ def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_di
             print(f"blobench: {n_keys} cells, {n_keys - len(todo)} already done, {len(todo)} to run -> {run_dir}",
                   file=sys.stderr)
         prog = Progress(len(todo), jobs=jobs, enabled=progress)
+
+        def _done(r: dict[str, Any]) -> None:
+            log_status(run_dir, r["key"], r["status"])
+            prog.update(r)
+
         args = (cell_timeout, tuple(paths), float(diverge_bound))
         results: list[dict] = []
         t_cells = time.perf_counter()
         try:
             if backend == "dask":
-                results = _run_dask(todo, run_dir, jobs, scheduler, args, prog)
+                results = _run_dask(todo, run_dir, jobs, scheduler, args, _done)
             elif jobs == 1 or len(todo) <= 1:
                 for c, k in todo:
                     results.append(run_cell(c, k, str(run_dir), 1, *args))
-                    prog.update(results[-1])
+                    _done(results[-1])
             else:
                 from joblib import Parallel, delayed, parallel_config
 
                 with parallel_config(backend="loky", inner_max_num_threads=1):
-                    par = Parallel(n_jobs=jobs, return_as="generator_unordered")
-                    for r in par(delayed(run_cell)(c, k, str(run_dir), 1, *args) for c, k in todo):
+                    # batch_size=1: cells are coarse, and batching would queue a long cell behind others
+                    par = Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
+                    for r in par(delayed(run_cell)(c, k, str(run_dir.resolve()), 1, *args) for c, k in todo):
                         results.append(r)
-                        prog.update(r)
+                        _done(r)
         finally:
             prog.close()
         wall_cells = time.perf_counter() - t_cells

@@ -59,14 +59,46 @@ def finished_keys(run_dir: Path) -> set[str]:
     return {p.stem for p in _shard_files(run_dir)}
 
 
+STATUS_LOG = "statuses.jsonl"
+
+
+def log_status(run_dir: Path, key: str, status: str) -> None:
+    """Append ``{key: status}`` to the run's status log (a cache of the shards' status column).
+
+    The shards stay the truth: a line lost or torn by a kill is re-read from its shard.
+    """
+    with open(Path(run_dir) / STATUS_LOG, "a") as fh:
+        fh.write(json.dumps({"key": key, "status": status}) + "\n")
+
+
+def _status_log(run_dir: Path) -> dict[str, str]:
+    p = Path(run_dir) / STATUS_LOG
+    out: dict[str, str] = {}
+    if p.is_file():
+        for line in p.read_text().splitlines():
+            try:
+                d = json.loads(line)
+                out[d["key"]] = d["status"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a kill
+    return out
+
+
 def shard_statuses(run_dir: Path, keys: set[str] | None = None) -> dict[str, str]:
-    """Status of each finished shard (only the ``status`` column is read)."""
+    """Status of each finished shard: from the status log, else from the shard's ``status`` column."""
+    import pyarrow.parquet as pq
+
+    logged = _status_log(run_dir)
     out: dict[str, str] = {}
     for p in _shard_files(run_dir):
-        if keys is not None and p.stem not in keys:
+        k = p.stem
+        if keys is not None and k not in keys:
             continue
-        col = pd.read_parquet(p, columns=["status"])["status"]
-        out[p.stem] = str(col.iloc[0]) if len(col) else "ok"
+        if k in logged:
+            out[k] = logged[k]
+            continue
+        col = pq.read_table(p, columns=["status"]).column("status").to_pylist()
+        out[k] = str(col[0]) if col else "ok"
     return out
 
 
