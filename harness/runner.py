@@ -164,10 +164,11 @@ def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: floa
     from .params import validate
     from .registry import METRICS
 
-    t0 = time.perf_counter()
     status, message, tb, rows = "ok", "", "", []
+    t0 = time.perf_counter()
     try:
-        load_plugins(plugins)
+        load_plugins(plugins)  # imports on a fresh worker; then t0 restarts so cell_seconds is the cell's own time
+        t0 = time.perf_counter()
         if cell.device == "cuda" and not torch.cuda.is_available():
             status, message = "unavailable", f"no CUDA device on {platform.node() or 'this machine'}"
         else:
