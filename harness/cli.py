@@ -107,7 +107,7 @@ def cmd_estimate(a) -> int:
     b = rows["bias_norm"]
     res = {
         "problem": repr(p), "estimator": repr(e), "samples": a.samples, "seconds": round(out.seconds, 4),
-        "bias_norm": b["value"], "bias_norm_ci95": [b["lo"], b["hi"]], "rel_bias": rows["rel_bias"]["value"],
+        "bias_norm": b["value"], "bias_norm_ci95": [b["lo"], b["hi"]], "rel_bias": rows["rel_bias"]["value"] if "rel_bias" in rows else None,
         "variance_trace": rows["variance_trace"]["value"], "mse": rows["mse"]["value"],
         "unbiased_p_holm": rows["unbiased_p_holm"]["value"],
         "unbiased": "rejected" if rows["unbiased_reject"]["value"] else "not rejected",

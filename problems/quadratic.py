@@ -64,15 +64,16 @@ class Quadratic(harness.Problem):
         self.c = t(rng.standard_normal(self.dim_y))
         self.Ainv = self.Q @ torch.diag(1.0 / self.lam) @ self.Q.T
         self._mu, self._L = mu, L
+        # computed once: estimators read constants (e.g. the default step 1/L) on every estimate
+        self._constants = {
+            "mu": mu, "L": L, "kappa": L / mu, "rho": p["rho"],
+            "cross_norm": float(torch.linalg.matrix_norm(self.B, 2)), "noise": p["noise"], "L_f": 1.0,
+        }
 
     # -- structure --------------------------------------------------------------------
     @property
     def constants(self) -> dict[str, float]:
-        return {
-            "mu": self._mu, "L": self._L, "kappa": self._L / self._mu, "rho": self.p["rho"],
-            "cross_norm": float(torch.linalg.matrix_norm(self.B, 2)), "noise": self.p["noise"],
-            "L_f": 1.0,
-        }
+        return dict(self._constants)
 
     @property
     def stochastic(self) -> bool:
