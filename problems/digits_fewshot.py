@@ -21,7 +21,7 @@ import torch
 import harness
 from harness.errors import ParameterError
 from harness.params import Param
-from problems.sinusoid import mlp_forward, mlp_init, pool_hypergradient
+from problems.sinusoid import TaskPoolProblem, mlp_forward, mlp_init, pool_hypergradient
 
 
 def _load_digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +34,7 @@ def _load_digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @harness.register_problem("digits-fewshot")
-class DigitsFewShot(harness.Problem):
+class DigitsFewShot(TaskPoolProblem):
     """N-way K-shot classification on sklearn's 8x8 digits (stand-in for UFO-BLO's Omniglot); truth over a fixed task pool."""
 
     params = {
@@ -78,17 +78,6 @@ class DigitsFewShot(harness.Problem):
                 out[k].append(torch.cat(v))
         return {k: torch.stack(v) for k, v in out.items()}
 
-    @property
-    def target(self) -> harness.Target:
-        return harness.Target("unrolled", steps=self.p["unroll_steps"], lr=self.p["unroll_lr"])
-
-    @property
-    def stochastic(self) -> bool:
-        return True
-
-    def init_inner(self, x):
-        return x
-
     def _ce(self, y, inp, onehot):
         logits = mlp_forward(y, inp, self.sizes)
         return -torch.mean(torch.sum(onehot * torch.log_softmax(logits, -1), -1))
@@ -98,20 +87,6 @@ class DigitsFewShot(harness.Problem):
 
     def outer(self, x, y, batch=None):
         return self._ce(y, batch["xq"], batch["yq"])
-
-    def sample(self, generator: torch.Generator, n: int, batch_size: int = 1):
-        """n tasks drawn uniformly (with replacement) from the fixed meta-train pool."""
-        i = torch.randint(0, self.p["tasks"], (n,), generator=generator)
-        return {k: v[i] for k, v in self.pool.items()}
-
-    def x0(self):
-        return self._x0.clone()
-
-    def value(self, x) -> float:
-        return pool_hypergradient(self, torch.as_tensor(x, dtype=torch.float64), self.pool)[0]
-
-    def hypergradient(self, x):
-        return pool_hypergradient(self, torch.as_tensor(x, dtype=torch.float64), self.pool)[1]
 
     def accuracy(self, theta: torch.Tensor, tasks: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-task query accuracy after r inner steps from theta (the few-shot test metric)."""
