@@ -16,7 +16,7 @@ from .errors import BlobenchError, ParameterError, PluginError, UnknownNameError
 from .estimator_base import Estimate, Estimator
 from .oracles import Oracles
 from .params import Param
-from .problem_base import Problem, Target
+from .problem_base import Problem, Target, UnrolledProblem
 from .registry import discover, register_claim, register_estimator, register_metric, register_problem
 from .sampling import EstimateBatch, estimate
 
@@ -46,7 +46,7 @@ def check(names=None, size: str = "ci"):
 
 __all__ = [
     "BlobenchError", "Estimate", "EstimateBatch", "Estimator", "Oracles", "Param", "ParameterError", "PluginError",
-    "Problem", "Target", "UnknownNameError", "check", "claims", "discover", "estimate", "estimator", "estimators",
+    "Problem", "Target", "UnrolledProblem", "UnknownNameError", "check", "claims", "discover", "estimate", "estimator", "estimators",
     "load", "metrics", "problem", "problems", "register_claim", "register_estimator", "register_metric",
     "register_problem", "run",
 ]

@@ -114,3 +114,22 @@ class Problem:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.p.items())
         return f"{self.name}({args})"
+
+
+class UnrolledProblem(Problem):
+    """Base for algorithm-based (unrolled) problems: Target("unrolled", unroll_steps, unroll_lr).
+
+    Subclasses declare the glossary parameters ``unroll_steps`` (r) and ``unroll_lr`` (alpha);
+    by default theta = phi_0 (``init_inner(x) = x``) and draws are tasks (stochastic).
+    """
+
+    @property
+    def target(self) -> Target:
+        return Target("unrolled", steps=self.p["unroll_steps"], lr=self.p["unroll_lr"])
+
+    @property
+    def stochastic(self) -> bool:
+        return True
+
+    def init_inner(self, x: torch.Tensor) -> torch.Tensor:
+        return x

@@ -30,7 +30,7 @@ from harness.params import Param
 
 
 @harness.register_problem("anil-fewshot")
-class AnilFewshot(harness.Problem):
+class AnilFewshot(harness.UnrolledProblem):
     """ANIL: shared tanh features + linear head adapted N steps; strongly convex or nonconvex head loss (Ji et al. NeurIPS 2020)."""
 
     params = {
@@ -64,10 +64,6 @@ class AnilFewshot(harness.Problem):
         reg = p["head_reg"]
         self.reg = (0.5 if p["head_loss"] == "strongly-convex" else 0.0) if reg is None else reg
         self._x0 = t(np.concatenate([rng.standard_normal(d * k) / np.sqrt(d), np.zeros(k)]))
-
-    @property
-    def target(self) -> harness.Target:
-        return harness.Target("unrolled", steps=self.p["unroll_steps"], lr=self.p["unroll_lr"])
 
     @property
     def stochastic(self) -> bool:

@@ -25,7 +25,7 @@ from harness.params import Param
 
 
 @harness.register_problem("meta-linreg")
-class MetaLinReg(harness.Problem):
+class MetaLinReg(harness.UnrolledProblem):
     """Few-shot linear regression: quadratic task losses, closed-form M^(r), gradient and stationary point (theta* = w_bar)."""
 
     params = {
@@ -62,19 +62,8 @@ class MetaLinReg(harness.Problem):
         self.H, self._L = H, Lmax
 
     @property
-    def target(self) -> harness.Target:
-        return harness.Target("unrolled", steps=self.p["unroll_steps"], lr=self.p["unroll_lr"])
-
-    @property
-    def stochastic(self) -> bool:
-        return True
-
-    @property
     def constants(self) -> dict[str, float]:
         return {"L": self._L, "mu": float(torch.linalg.eigvalsh(self.H).min())}
-
-    def init_inner(self, x):
-        return x
 
     def inner(self, x, y, batch=None):
         ys = self.Xs @ batch["w"] + batch["es"]

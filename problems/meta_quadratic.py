@@ -31,7 +31,7 @@ from harness.params import Param
 
 
 @harness.register_problem("meta-quadratic")
-class MetaQuadratic(harness.Problem):
+class MetaQuadratic(harness.UnrolledProblem):
     """Multi-step MAML on quadratic tasks, indefinite (nonconvex) or convex Hessians (Ji, Yang, Liang, JMLR 2022)."""
 
     params = {
@@ -72,10 +72,6 @@ class MetaQuadratic(harness.Problem):
         self.M = self.Ms.mean(0)
         self.M = 0.5 * (self.M + self.M.T)
         self.m = torch.einsum("tij,tj->ti", self.Ms, self.cs).mean(0)
-
-    @property
-    def target(self) -> harness.Target:
-        return harness.Target("unrolled", steps=self.p["unroll_steps"], lr=self.p["unroll_lr"])
 
     @property
     def stochastic(self) -> bool:

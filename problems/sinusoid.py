@@ -72,7 +72,7 @@ def pool_hypergradient(problem: harness.Problem, x: torch.Tensor, pool: dict[str
     return float(torch.cat(vals).mean()), torch.cat(grads).mean(0)
 
 
-class TaskPoolProblem(harness.Problem):
+class TaskPoolProblem(harness.UnrolledProblem):
     """Shared base of the pool-defined algorithm-based problems (sinusoid, digits-fewshot).
 
     The task distribution is the uniform law on ``self.pool`` (a dict of tensors with leading dim
@@ -82,17 +82,6 @@ class TaskPoolProblem(harness.Problem):
 
     pool: dict[str, torch.Tensor]
     _x0: torch.Tensor
-
-    @property
-    def target(self) -> harness.Target:
-        return harness.Target("unrolled", steps=self.p["unroll_steps"], lr=self.p["unroll_lr"])
-
-    @property
-    def stochastic(self) -> bool:
-        return True
-
-    def init_inner(self, x):
-        return x
 
     def sample(self, generator: torch.Generator, n: int, batch_size: int = 1):
         """n tasks drawn uniformly (with replacement) from the fixed pool."""
