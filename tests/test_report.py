@@ -198,3 +198,19 @@ def test_cli_report_with_claims_file_and_out(tmp_path, capsys):
     assert (out / "index.html").is_file() and "| only |" in (out / "report.md").read_text()
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no run folder" in capsys.readouterr().err
+
+
+def test_kappa_scaling_figure_from_claim_evidence(tmp_path):
+    """Claims whose evidence records counts against kappa get a log-log figure with their fitted exponents."""
+    from harness.claim_base import ClaimResult
+    from harness.report import _Doc, kappa_scaling_section
+
+    ev = {"kappa": [2, 4, 8], "iterations": [10.0, 40.0, 160.0], "exponents": {"iterations": 2.0}, "eps": 1e-4}
+    r = ClaimResult("k", "cite", "stmt", "holds", "holds", "m", "<= 3", "ctl", False, True, 0.1, {"main": ev})
+    doc = _Doc()
+    path = kappa_scaling_section([r], tmp_path, doc)
+    assert path is not None and path.stat().st_size > 1000
+    md = doc.markdown()
+    assert "Kappa scaling" in md and "| k | iterations | 2 |" in md
+    no = ClaimResult("n", "c", "s", "holds", "holds", "m", "p", "ctl", False, True, 0.1, {"main": {"x": 1}})
+    assert kappa_scaling_section([no], tmp_path / "b", _Doc()) is None
