@@ -122,6 +122,11 @@ def convergence(ctx, outer_steps: int = 100, outer_lr: float | None = None, sche
     tr = outer_loop(p, ctx.estimator(), outer_steps, lr, schedule, seed=ctx.seed, eval_every=eval_every)
     rows = tr.rows()
     rows.append({"quantity": "diverged", "value": float(tr.diverged)})
+    if p.dim_x <= 10 and tr.x_final is not None:  # end points of low-dimensional problems, for landscape figures
+        x0 = p.x0()
+        for j in range(p.dim_x):
+            rows.append({"quantity": "x_start", "coord": j, "value": float(x0[j])})
+            rows.append({"quantity": "x_final", "coord": j, "value": float(tr.x_final[j])})
     return rows
 
 

@@ -35,6 +35,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .store import load, read_manifest, resolve_run
 
@@ -431,6 +432,53 @@ def convergence_section(df: pd.DataFrame, out: Path, pal: dict, doc: _Doc) -> li
     return paths
 
 
+def landscape_section(df: pd.DataFrame, out: Path, pal: dict, doc: "_Doc") -> Path | None:
+    """For one-dimensional problems with convergence cells: Phi (M^(r) for unrolled problems) over x with each
+    estimator's outer-loop end point marked, and the first-order fixed point where the problem knows it
+    (the UFO-BLO counterexample, Likhosherstov et al. 2021, Sec. 3)."""
+    from . import api
+
+    c = _ok(df, "convergence")
+    if c.empty or "quantity" not in c:
+        return None
+    ends = c[c["quantity"] == "x_final"]
+    if ends.empty:
+        return None
+    groups = [(k, g) for k, g in ends.groupby(["problem", "problem_params"]) if g["coord"].max() == 0]
+    if not groups:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.0 * len(groups), 4.0), squeeze=False)
+    for ax, ((pname, pparams), g) in zip(axes[0], groups):
+        prob = api.problem(pname, **_params(pparams))
+        xs = pd.to_numeric(g["value"]).to_numpy()
+        lo, hi = min(xs.min(), -10.0), max(xs.max(), 30.0)
+        grid = np.linspace(lo, hi, 400)
+        ax.plot(grid, [prob.value(torch.tensor([v], dtype=torch.float64)) for v in grid], color="0.3", lw=1.2,
+                label="Phi(x)")
+        for est, ge in g.groupby("estimator"):
+            xe = pd.to_numeric(ge["value"]).to_numpy()
+            ax.scatter(xe, [prob.value(torch.tensor([v], dtype=torch.float64)) for v in xe], color=pal.get(est),
+                       s=40, zorder=3, label=f"{est} end point(s)")
+        fo_fp = getattr(prob, "fo_fixed_point", None)
+        if callable(fo_fp):
+            xf = float(fo_fp().reshape(-1)[0])
+            ax.axvline(xf, color="0.5", ls=":", label=f"FO fixed point x={xf:.3g}")
+        for sp in prob.stationary_points():
+            ax.axvline(float(sp.reshape(-1)[0]), color="0.7", ls="--", lw=0.8)
+        ax.set_xlabel("x (outer variable)")
+        ax.set_ylabel("Phi(x) = M^(r)(x) (loss units)")
+        ax.set_title(_with_params(pname, _params(pparams)), fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = _save(fig, out / "landscape.png")
+    doc.h(3, "Objective with end points (one-dimensional problems)")
+    doc.p("Phi over x with each estimator's final outer iterate; dashed: known stationary points; dotted: the point "
+          "where the first-order update vanishes in expectation.")
+    doc.img(path.name, "objective landscape with end points")
+    return path
+
+
 def budget_metric_section(df: pd.DataFrame, metric: str, out: Path, pal: dict, doc: _Doc) -> Path | None:
     """Generic section for metrics whose rows carry ``budget``, ``value`` and ``quantity`` (memory/time vs r)."""
     d = _ok(df, metric)
@@ -607,6 +655,7 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
         if "convergence" in metrics:
             if convergence_section(df, out, pal, doc) or _ok(df, "convergence").empty:
                 done.add("convergence")
+            landscape_section(df, out, pal, doc)
         for mt in sorted(metrics):
             if mt in done:
                 continue

@@ -214,3 +214,20 @@ def test_kappa_scaling_figure_from_claim_evidence(tmp_path):
     assert "Kappa scaling" in md and "| k | iterations | 2 |" in md
     no = ClaimResult("n", "c", "s", "holds", "holds", "m", "p", "ctl", False, True, 0.1, {"main": {"x": 1}})
     assert kappa_scaling_section([no], tmp_path / "b", _Doc()) is None
+
+
+def test_landscape_figure_marks_end_points(in_tmp):
+    """One-dimensional convergence cells record their end points; the report draws Phi with them marked."""
+    import harness
+    from harness.report import write_report
+
+    m = {"name": "land", "experiment": [{
+        "problem": "ufo-counterexample", "estimators": ["fo", "maml"], "metric": "convergence",
+        "metric_params": {"outer_steps": 20, "outer_lr": 10.0, "schedule": "harmonic", "eval_every": 10}}]}
+    run = harness.run(m, progress=False)
+    df = harness.load(run)
+    ends = df[df["quantity"] == "x_final"]
+    assert set(ends["estimator"]) == {"fo", "maml"} and len(ends) == 2
+    rep = write_report(run)
+    assert (rep.parent / "landscape.png").stat().st_size > 1000
+    assert "landscape.png" in rep.read_text()
