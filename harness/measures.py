@@ -323,6 +323,17 @@ def _linear_slope(b: list[float], v: list[float]) -> float:
     return float(np.polyfit(np.asarray(b, float), np.asarray(v, float), 1)[0])
 
 
+def _budget_call(ctx: CellContext, budget: str, v: int, x: torch.Tensor, draws: int, chunk: int):
+    """The measured call at budget v (one estimate, or ``draws`` vmapped draws) and a function giving its
+    ``calls_*`` columns from the call's result (shared by memory_vs_budget and time_vs_budget)."""
+    prob, est = budget_cell(ctx, budget, v)
+    if draws == 1:
+        call, o = _one_draw(prob, est, x, ctx.seed, ctx.device)
+        return call, lambda result: {f"calls_{k}": float(c) for k, c in o.snapshot().items()}
+    call = _draws_call(prob, est, x, ctx.seed, ctx.device, draws, chunk)
+    return call, lambda result: {f"calls_{k}": float(c.double().mean()) for k, c in result[1].items()}
+
+
 @register_metric("memory_vs_budget")
 def memory_vs_budget(ctx: CellContext, budget: str = "inner_steps", values: list | None = None,
                      draws: int = 1, chunk: int = 1024, at: str = "x0") -> list[dict[str, Any]]:
@@ -341,15 +352,9 @@ def memory_vs_budget(ctx: CellContext, budget: str = "inner_steps", values: list
     rows: list[dict[str, Any]] = []
     peaks = []
     for v in values:
-        prob, est = budget_cell(ctx, budget, v)
-        if draws == 1:
-            call, o = _one_draw(prob, est, x, ctx.seed, ctx.device)
-            m = peak_memory(call, device=ctx.device)
-            cc = {f"calls_{k}": float(c) for k, c in o.snapshot().items()}
-        else:
-            call = _draws_call(prob, est, x, ctx.seed, ctx.device, draws, chunk)
-            m = peak_memory(call, device=ctx.device)
-            cc = {f"calls_{k}": float(c.double().mean()) for k, c in m["result"][1].items()}
+        call, calls_of = _budget_call(ctx, budget, v, x, draws, chunk)
+        m = peak_memory(call, device=ctx.device)
+        cc = calls_of(m.get("result"))
         peaks.append(m["peak_bytes"])
         base = {"budget_param": budget, "budget": v, **cc}
         rows.append({**base, "quantity": "peak_bytes", "value": float(m["peak_bytes"])})
@@ -386,16 +391,9 @@ def time_vs_budget(ctx: CellContext, budget: str = "inner_steps", values: list |
     rows: list[dict[str, Any]] = []
     meds = []
     for v in values:
-        prob, est = budget_cell(ctx, budget, v)
-        if draws == 1:
-            call, o = _one_draw(prob, est, x, ctx.seed, ctx.device)
-        else:
-            call = _draws_call(prob, est, x, ctx.seed, ctx.device, draws, chunk)
+        call, calls_of = _budget_call(ctx, budget, v, x, draws, chunk)
         t = time_call(call, repeats=repeats, warmup=warmup, device=ctx.device)
-        if draws == 1:
-            cc = {f"calls_{k}": float(c) for k, c in o.snapshot().items()}
-        else:
-            cc = {f"calls_{k}": float(c.double().mean()) for k, c in t["result"][1].items()}
+        cc = calls_of(t.get("result"))
         meds.append(t["median_s"])
         base = {"budget_param": budget, "budget": v, **cc}
         rows.append({**base, "quantity": "seconds_median", "value": t["median_s"], "lo": t["q1_s"], "hi": t["q3_s"]})

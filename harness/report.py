@@ -668,6 +668,10 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
         doc.table(bad[[c for c in ["problem", "problem_params", "estimator", "estimator_params", "metric", "seed",
                                     "status", "message"] if c in bad.columns]])
     if claims is not None:
+        if isinstance(claims, (str, Path)):  # read the claims file once for the table and the kappa figure
+            from .claim_base import load_results
+
+            claims = load_results(claims)
         doc.h(2, "Claims")
         doc.p("Gate PASS: the measured outcome equals the recorded expectation and the negative control fails.")
         doc.table(claims_rows(claims))
