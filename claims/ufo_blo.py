@@ -168,21 +168,11 @@ class FOStalls(Claim):
 
 
 def _peak_bytes(fn) -> int:
-    try:
-        from harness.memory import peak_memory
+    """Peak live tensor bytes of fn() by harness.memory's dispatch tracker: unlike the profiler it keeps no
+    per-operator event log, so the O(r^2)-operator recomputing branch at r = 1000 fits in memory."""
+    from harness.memory import peak_memory
 
-        return int(peak_memory(fn)["peak_bytes"])
-    except ImportError:  # fall back to our own profiler running sum
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            fn()
-        ev = sorted((e.time_range.start, e.cpu_memory_usage) for e in prof.events() if e.cpu_memory_usage)
-        run = peak = 0
-        for _, b in ev:
-            run += b
-            peak = max(peak, run)
-        return int(peak)
+    return int(peak_memory(fn, tracker="dispatch")["peak_bytes"])
 
 
 def exact_branch_memory(memory: str, rs: list[int], dim: int = 64) -> dict[str, Any]:

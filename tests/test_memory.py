@@ -16,9 +16,13 @@ def hold_k(k: int, d: int) -> torch.Tensor:
     return s
 
 
+TRACKERS = ["profiler", "dispatch"]
+
+
+@pytest.mark.parametrize("tracker", TRACKERS)
 @pytest.mark.parametrize("k,d", [(1, 10_000), (5, 10_000), (20, 4_096)])
-def test_cpu_peak_at_least_live_tensors(k, d):
-    m = peak_memory(hold_k, k, d)
+def test_cpu_peak_at_least_live_tensors(k, d, tracker):
+    m = peak_memory(hold_k, k, d, tracker=tracker)
     need = k * d * 8
     assert m["peak_bytes"] >= need
     # and not wildly more: only scalars besides the k vectors (plus one stack of k scalars)
@@ -28,23 +32,48 @@ def test_cpu_peak_at_least_live_tensors(k, d):
     assert m["rss_peak_bytes"] > 0
 
 
-def test_cpu_peak_deterministic_and_sequential_free():
+@pytest.mark.parametrize("tracker", TRACKERS)
+def test_cpu_peak_deterministic_and_sequential_free(tracker):
     def sequential(k: int, d: int) -> float:
         tot = 0.0
         for i in range(k):  # each vector dies before the next is made: peak ~ one vector
             tot += float(torch.full((d,), 1.0, dtype=torch.float64).sum())
         return tot
 
-    a = peak_memory(sequential, 10, 50_000)["peak_bytes"]
-    b = peak_memory(sequential, 10, 50_000)["peak_bytes"]
+    a = peak_memory(sequential, 10, 50_000, tracker=tracker)["peak_bytes"]
+    b = peak_memory(sequential, 10, 50_000, tracker=tracker)["peak_bytes"]
     assert a == b
     assert 50_000 * 8 <= a < 2 * 50_000 * 8  # negative control: not 10 vectors
 
 
-def test_preexisting_tensor_not_counted():
+@pytest.mark.parametrize("tracker", TRACKERS)
+def test_preexisting_tensor_not_counted(tracker):
     big = torch.zeros(100_000, dtype=torch.float64)
-    m = peak_memory(lambda t: t.sum(), big)
+    m = peak_memory(lambda t: t.sum(), big, tracker=tracker)
     assert m["peak_bytes"] < 1024
+    m = peak_memory(lambda t: t[::2].reshape(-1, 10).T.sum(), big, tracker=tracker)  # views of an argument
+    assert m["peak_bytes"] < 1024
+
+
+def test_dispatch_tracker_agrees_with_profiler_on_differences():
+    """Growth of the stored unroll with r (and flatness of the recomputing one) is the same under both trackers,
+    also through torch.func transforms (the exact branch uses grad / vjp)."""
+    from harness.oracles import Oracles
+
+    def peaks(memory: str, tracker: str) -> list[int]:
+        out = []
+        for r in (5, 25):
+            p = harness.problem("meta-linreg", dim=16, shots=32, query=16, unroll_steps=r, unroll_lr=0.05)
+            e = harness.estimator("maml", memory=memory)
+            noise = {k: v[0] for k, v in e.draw(p, torch.Generator().manual_seed(0), 1).items()}
+            o, x = Oracles(p), p.x0()
+            e.estimate(o, x, noise)  # warm-up
+            out.append(peak_memory(lambda: e.estimate(o, x, noise).grad, tracker=tracker)["peak_bytes"])
+        return out
+
+    prof, disp = peaks("stored", "profiler"), peaks("stored", "dispatch")
+    assert prof[1] - prof[0] == disp[1] - disp[0] == 20 * 16 * 8  # one state vector per extra step
+    assert peaks("constant", "dispatch")[0] == peaks("constant", "dispatch")[1]
 
 
 def test_bad_input():
@@ -52,6 +81,8 @@ def test_bad_input():
         peak_memory(3)
     with pytest.raises(ParameterError, match="device"):
         peak_memory(hold_k, 1, 1, device="tpu")
+    with pytest.raises(ParameterError, match="tracker"):
+        peak_memory(hold_k, 1, 1, tracker="valgrind")
     if not torch.cuda.is_available():
         with pytest.raises(ParameterError, match="cuda"):
             peak_memory(hold_k, 1, 1, device="cuda")
