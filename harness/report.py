@@ -558,6 +558,37 @@ def claims_rows(claims: Any) -> pd.DataFrame:
     return df[[c for c in cols if c in df.columns]] if not df.empty else df
 
 
+def fewshot_section(claims: Any, doc: "_Doc") -> bool:
+    """The few-shot accuracy table (UFO-BLO's Table 1 stand-in) from a claim whose evidence holds per-method
+    ``rows`` with ``acc_iters_mean`` / ``acc_iters_ci`` (and, when measured, the equal-compute columns)."""
+    from .claim_base import ClaimResult
+
+    done = False
+    for c in claims:
+        if not isinstance(c, ClaimResult):
+            continue
+        ev = (c.evidence or {}).get("main") or {}
+        rows = ev.get("rows")
+        if not isinstance(rows, dict) or not all(isinstance(r, dict) and "acc_iters_mean" in r for r in rows.values()):
+            continue
+        ci = lambda r, k: f"{r[k + '_mean']:.3f} [{r[k + '_ci'][0]:.3f}, {r[k + '_ci'][1]:.3f}]"  # noqa: E731
+        table = []
+        for method, r in rows.items():
+            row = {"method": method, f"accuracy at {r['iterations']} meta-iterations [95% CI]": ci(r, "acc_iters"),
+                   "oracle calls": f"{r['calls']:.0f}"}
+            if "acc_compute_mean" in r:
+                row["accuracy at exact's oracle budget [95% CI]"] = ci(r, "acc_compute")
+                row["meta-iterations within budget"] = f"{r['iterations_compute']:.0f}"
+            row["mean q"] = "" if r.get("mean_q") is None else f"{r['mean_q']:.2f}"
+            table.append(row)
+        doc.h(2, f"Few-shot table ({c.name})")
+        doc.p(f"{c.statement} Seeds: {len(ev.get('seeds', []))}; test tasks: {ev.get('test_tasks')}; accuracy of the "
+              f"initialisation: {ev.get('init_accuracy', float('nan')):.3f}. Gate: {c.row()['gate']}.")
+        doc.table(pd.DataFrame(table))
+        done = True
+    return done
+
+
 def kappa_scaling_section(claims: Any, out: Path, doc: "_Doc") -> Path | None:
     """Figure of the kappa-scaling fits recorded by claims (evidence with a ``kappa`` list and same-length
     count lists, e.g. ji-kappa-exponent): log-log counts versus kappa, with the fitted exponents."""
@@ -676,6 +707,7 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
         doc.p("Gate PASS: the measured outcome equals the recorded expectation and the negative control fails.")
         doc.table(claims_rows(claims))
         kappa_scaling_section(claims, out, doc)
+        fewshot_section(claims, doc)
     path = out / "report.md"
     path.write_text(doc.markdown())
     (out / "index.html").write_text(doc.html(f"blobench report: {run_dir.name}"))

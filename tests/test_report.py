@@ -231,3 +231,23 @@ def test_landscape_figure_marks_end_points(in_tmp):
     rep = write_report(run)
     assert (rep.parent / "landscape.png").stat().st_size > 1000
     assert "landscape.png" in rep.read_text()
+
+
+def test_fewshot_table_from_claim_evidence():
+    """A claim recording per-method accuracies gets the few-shot table, with the equal-compute columns when present."""
+    from harness.claim_base import ClaimResult
+    from harness.report import _Doc, fewshot_section
+
+    rows = {"FO": {"acc_iters_mean": 0.78, "acc_iters_ci": [0.77, 0.79], "iterations": 100, "calls": 5600.0,
+                   "mean_q": None, "acc_compute_mean": 0.82, "acc_compute_ci": [0.81, 0.83], "iterations_compute": 243},
+            "UFO": {"acc_iters_mean": 0.8, "acc_iters_ci": [0.79, 0.81], "iterations": 100, "calls": 12000.0,
+                    "mean_q": 0.87}}
+    r = ClaimResult("fs", "cite", "stmt.", "holds", "holds", "m", "p", "ctl", False, True, 0.1,
+                    {"main": {"rows": rows, "seeds": [0, 1, 2], "test_tasks": 300, "init_accuracy": 0.6}})
+    doc = _Doc()
+    assert fewshot_section([r], doc)
+    md = doc.markdown()
+    assert "Few-shot table (fs)" in md and "0.780 [0.770, 0.790]" in md and "0.820 [0.810, 0.830]" in md
+    assert "| UFO | 0.800 [0.790, 0.810] | 12000 |" in md and "0.87" in md
+    no = ClaimResult("n", "c", "s", "holds", "holds", "m", "p", "ctl", False, True, 0.1, {"main": {"rows": [1]}})
+    assert not fewshot_section([no], _Doc())

@@ -8,7 +8,8 @@ from claims.ufo_blo import counterexample_sgd, expected_cost_fit
 
 
 def test_claims_registered():
-    for c in ("ufo-unbiased", "ufo-second-moment", "ufo-fo-stalls", "ufo-constant-memory", "ufo-expected-cost"):
+    for c in ("ufo-unbiased", "ufo-second-moment", "ufo-fo-stalls", "ufo-constant-memory", "ufo-expected-cost",
+              "ufo-fewshot-table"):
         assert c in harness.claims()
 
 
@@ -51,7 +52,22 @@ def test_statistical_claims_hold_and_controls_fail(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ufo-unbiased", "ufo-fo-stalls", "ufo-constant-memory", "ufo-expected-cost"])
+@pytest.mark.parametrize("name", ["ufo-unbiased", "ufo-fo-stalls", "ufo-constant-memory", "ufo-expected-cost",
+                                  "ufo-fewshot-table"])
 def test_slow_claims_hold_and_controls_fail(name):
     r = harness.check([name])[0]
     assert r.outcome == "holds" and not r.control_holds and r.passed, r.measured
+
+
+def test_fewshot_control_is_fo_with_ufo_coins():
+    """The few-shot claim's control (UFO with correction_scale = 0) meta-trains exactly like FO: same tasks, same
+    steps, so its accuracy gain over FO is exactly zero and the claim's rule (gain > 0) must fail on it."""
+    pytest.importorskip("sklearn")
+    from harness.outer import meta_train
+
+    p = harness.problem("digits-fewshot", ways=3, hidden=4, tasks=32, unroll_steps=2)
+    fo = meta_train(p, harness.estimator("fo"), 3, 4, 3e-3, seed=5)
+    ctl = meta_train(p, harness.estimator("ufo", q=0.5, correction_scale=0.0), 3, 4, 3e-3, seed=5)
+    ufo = meta_train(p, harness.estimator("ufo", q=0.5), 3, 4, 3e-3, seed=5)
+    assert torch.equal(fo.x, ctl.x)
+    assert not torch.equal(fo.x, ufo.x)
