@@ -303,13 +303,50 @@ def _file_digest(path: str | None, cache: dict[str, str]) -> str:
     return cache[path]
 
 
+def plugin_sources(path: str | None) -> list[str]:
+    """A plugin file and, recursively, the sibling plugin modules it imports (``from problems.sinusoid import
+    ...`` in problems/digits_fewshot.py): the files whose edits change what its cells compute. Only absolute
+    imports of modules of the plugin's own package directory are followed (not ``harness``, not third-party
+    packages, as before: editing the harness does not invalidate finished cells)."""
+    import ast
+
+    if not path:
+        return []
+    out: list[str] = []
+    todo = [Path(path)]
+    while todo:
+        f = todo.pop()
+        if str(f) in out or not f.is_file():
+            continue
+        out.append(str(f))
+        pkg_dir = f.parent
+        try:
+            tree = ast.parse(f.read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for mod in names:
+                parts = mod.split(".")
+                if len(parts) > 1 and parts[0] == pkg_dir.name:
+                    cand = pkg_dir.joinpath(*parts[1:]).with_suffix(".py")
+                    if cand.is_file():
+                        todo.append(cand)
+    return out
+
+
 def cell_key(cell: Cell, cache: dict[str, str] | None = None) -> str:
     """The cache key of a cell: its identity (problem, estimator, parameters, metric, seed, device)
-    plus the sha256 of the source files of its problem, estimator and metric plugins, so editing
-    one estimator's file changes the keys of its cells only."""
+    plus the sha256 of the source files of its problem, estimator and metric plugins and of the sibling
+    plugin modules they import, so editing one estimator's file changes the keys of its cells only."""
     from .registry import plugin_file
 
     cache = {} if cache is None else cache
-    salt = "|".join(_file_digest(plugin_file(kind, name), cache)
+    salt = "|".join(",".join(_file_digest(f, cache) for f in plugin_sources(plugin_file(kind, name))) or "-"
                     for kind, name in (("problem", cell.problem), ("estimator", cell.estimator), ("metric", cell.metric)))
     return cell.key(salt)

@@ -131,3 +131,20 @@ def test_rerun_recomputes_nothing_and_editing_one_estimator_file_recomputes_only
     df = harness.load(first)
     assert df["key"].nunique() == 4 and set(df.estimator) == {"test-cache-a", "test-cache-b"}
     assert harness.load(first, stale=True)["key"].nunique() == 6
+
+
+def test_cell_key_follows_sibling_plugin_imports(tmp_path):
+    """A plugin that imports helpers from a sibling plugin module (digits-fewshot from problems/sinusoid.py)
+    gets a new cell key when only the helper file changes; harness and third-party imports are not followed."""
+    from harness.matrix import plugin_sources
+    from harness.registry import plugin_file
+
+    harness.discover()
+    srcs = [Path(s).name for s in plugin_sources(plugin_file("problem", "digits-fewshot"))]
+    assert srcs == ["digits_fewshot.py", "sinusoid.py"]
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "helper.py").write_text("import torch\nimport harness\nX = 1\n")
+    (pkg / "deep.py").write_text("from mypkg.helper import X\n")
+    (pkg / "plug.py").write_text("import numpy\nfrom mypkg.deep import X\nfrom harness.params import Param\n")
+    assert sorted(Path(s).name for s in plugin_sources(str(pkg / "plug.py"))) == ["deep.py", "helper.py", "plug.py"]
