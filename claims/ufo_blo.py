@@ -331,8 +331,8 @@ def fewshot_table(size: str, control: bool = False, equal_compute: bool = True) 
             m, lo, hi = _t_ci(acc)
             rows[method].update({"acc_compute": acc, "acc_compute_mean": m, "acc_compute_ci": [lo, hi],
                                  "iterations_compute": float(np.mean([r["iterations"] for r in runs]))})
-    return {"rows": rows, "seeds": seeds, "init_accuracy": _FEWSHOT_CACHE[("init", size)]["accuracy"],
-            "problem": FEWSHOT_PROBLEM, "meta_batch": FEWSHOT_META_BATCH, "adam_lr": FEWSHOT_LR, **cfg}
+    return {**cfg, "rows": rows, "seeds": seeds, "init_accuracy": _FEWSHOT_CACHE[("init", size)]["accuracy"],
+            "problem": FEWSHOT_PROBLEM, "meta_batch": FEWSHOT_META_BATCH, "adam_lr": FEWSHOT_LR}
 
 
 @harness.register_claim("ufo-fewshot-table")

@@ -582,7 +582,8 @@ def fewshot_section(claims: Any, doc: "_Doc") -> bool:
             row["mean q"] = "" if r.get("mean_q") is None else f"{r['mean_q']:.2f}"
             table.append(row)
         doc.h(2, f"Few-shot table ({c.name})")
-        doc.p(f"{c.statement} Seeds: {len(ev.get('seeds', []))}; test tasks: {ev.get('test_tasks')}; accuracy of the "
+        seeds = ev.get("seeds", [])
+        doc.p(f"{c.statement} Seeds: {len(seeds) if isinstance(seeds, list) else seeds}; test tasks: {ev.get('test_tasks')}; accuracy of the "
               f"initialisation: {ev.get('init_accuracy', float('nan')):.3f}. Gate: {c.row()['gate']}.")
         doc.table(pd.DataFrame(table))
         done = True

@@ -251,3 +251,5 @@ def test_fewshot_table_from_claim_evidence():
     assert "| UFO | 0.800 [0.790, 0.810] | 12000 |" in md and "0.87" in md
     no = ClaimResult("n", "c", "s", "holds", "holds", "m", "p", "ctl", False, True, 0.1, {"main": {"rows": [1]}})
     assert not fewshot_section([no], _Doc())
+    r.evidence["main"]["seeds"] = 3  # a count instead of the list of seeds is rendered too
+    assert fewshot_section([r], doc) and "Seeds: 3;" in doc.markdown()
