@@ -166,6 +166,13 @@ def meta_train(problem: Problem, estimator: Estimator, iters: int, meta_batch: i
     "equal compute" comparison. Iteration t's tasks and coins come from a generator seeded by (seed, t),
     so a run is a prefix of any longer run with the same seed (equal-compute runs extend equal-iteration ones).
     """
+    from .errors import ParameterError
+
+    for name, val in (("iters", iters), ("meta_batch", meta_batch)):
+        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+            raise ParameterError(f"meta_train: {name} must be an integer >= 1, got {val!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ParameterError(f"meta_train: lr must be a positive number, got {lr!r}")
     o = Oracles(problem)
     x = problem.x0().clone()
     m, v = torch.zeros_like(x), torch.zeros_like(x)

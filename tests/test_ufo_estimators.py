@@ -157,6 +157,17 @@ def test_meta_train_adam_matches_manual_and_stops_at_budget():
     assert short.iterations == 3 and torch.equal(short.x, meta_train(p, e, 3, 4, 0.01, seed=3).x)
 
 
+def test_meta_train_bad_input():
+    from harness.errors import ParameterError
+    from harness.outer import meta_train
+
+    p = harness.problem("meta-linreg", dim=3)
+    for kw, word in (({"iters": 0}, "iters"), ({"meta_batch": 2.5}, "meta_batch"), ({"lr": -1.0}, "lr")):
+        args = {"iters": 2, "meta_batch": 2, "lr": 0.1, **kw}
+        with pytest.raises(ParameterError, match=word):
+            meta_train(p, harness.estimator("fo"), **args)
+
+
 def test_meta_train_carries_adaptive_q_state():
     from harness.outer import meta_train
 
