@@ -6,6 +6,7 @@ checks and has a negative control on which the same decision rule must fail.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -283,30 +284,44 @@ def _t_ci(vals: list[float]) -> tuple[float, float, float]:
     return m, m - h, m + h
 
 
+@functools.lru_cache(maxsize=None)
+def _fewshot_setup(size: str) -> tuple[Any, dict[str, torch.Tensor], float]:
+    """The digits-fewshot problem (its 2048-task pool), the held-out test tasks and the initialisation's accuracy:
+    built once per size and shared by every run."""
+    p = harness.problem("digits-fewshot", **FEWSHOT_PROBLEM)
+    test = p.make_tasks("test", FEWSHOT_SIZES[size]["test_tasks"], torch.Generator().manual_seed(123))
+    return p, test, float(p.accuracy(p.x0(), test).mean())
+
+
 def fewshot_run(method: str, size: str, seed: int, budget: float | None = None,
                 correction_scale: float = 1.0) -> dict[str, Any]:
     """Meta-train one method on digits-fewshot (5-way 1-shot) and score it on held-out test tasks (memoised:
     the claim and its control share the FO and exact runs)."""
+    name, params = FEWSHOT_METHODS[method]
+    if name == "ufo":
+        params = {**params, "correction_scale": correction_scale}
+    else:  # correction_scale only changes ufo: FO and exact runs are shared between the claim and its control
+        correction_scale = 1.0
     key = (method, size, seed, budget, correction_scale)
     if key in _FEWSHOT_CACHE:
         return _FEWSHOT_CACHE[key]
     from harness.outer import meta_train
 
-    cfg = FEWSHOT_SIZES[size]
-    p = harness.problem("digits-fewshot", **FEWSHOT_PROBLEM)
-    name, params = FEWSHOT_METHODS[method]
-    if name == "ufo":
-        params = {**params, "correction_scale": correction_scale}
-    e = harness.estimator(name, **params)
-    iters = cfg["iters"] if budget is None else 4 * cfg["iters"]
-    run = meta_train(p, e, iters, FEWSHOT_META_BATCH, FEWSHOT_LR, seed=1000 + seed, budget=budget)
-    test = p.make_tasks("test", cfg["test_tasks"], torch.Generator().manual_seed(123))
+    p, test, _ = _fewshot_setup(size)
+    iters = FEWSHOT_SIZES[size]["iters"] * (1 if budget is None else 4)
+    run = meta_train(p, harness.estimator(name, **params), iters, FEWSHOT_META_BATCH, FEWSHOT_LR, seed=1000 + seed,
+                     budget=budget)
     out = {"accuracy": float(p.accuracy(run.x, test).mean()), "iterations": run.iterations, "calls": run.calls[-1],
            "mean_q": float(np.mean(run.q)) if run.q else None}
-    if ("init", size) not in _FEWSHOT_CACHE:
-        _FEWSHOT_CACHE[("init", size)] = {"accuracy": float(p.accuracy(p.x0(), test).mean())}
     _FEWSHOT_CACHE[key] = out
     return out
+
+
+def _accuracy_columns(runs: list[dict[str, Any]], col: str) -> dict[str, Any]:
+    """Per-seed accuracies of a table column with their mean and 95% t-interval."""
+    acc = [r["accuracy"] for r in runs]
+    m, lo, hi = _t_ci(acc)
+    return {col: acc, f"{col}_mean": m, f"{col}_ci": [lo, hi]}
 
 
 def fewshot_table(size: str, control: bool = False, equal_compute: bool = True) -> dict[str, Any]:
@@ -318,20 +333,17 @@ def fewshot_table(size: str, control: bool = False, equal_compute: bool = True) 
     rows: dict[str, dict[str, Any]] = {}
     for method in FEWSHOT_METHODS:
         runs = [fewshot_run(method, size, s, correction_scale=scale) for s in seeds]
-        acc = [r["accuracy"] for r in runs]
-        m, lo, hi = _t_ci(acc)
-        rows[method] = {"acc_iters": acc, "acc_iters_mean": m, "acc_iters_ci": [lo, hi], "iterations": cfg["iters"],
+        qs = [r["mean_q"] for r in runs if r["mean_q"] is not None]
+        rows[method] = {**_accuracy_columns(runs, "acc_iters"), "iterations": cfg["iters"],
                         "calls": float(np.mean([r["calls"] for r in runs])),
-                        "mean_q": runs[0]["mean_q"] if runs[0]["mean_q"] is None else float(np.mean([r["mean_q"] for r in runs]))}
+                        "mean_q": float(np.mean(qs)) if qs else None}
     if equal_compute:
         budget = rows["exact (MAML)"]["calls"]
         for method in FEWSHOT_METHODS:
             runs = [fewshot_run(method, size, s, budget=budget, correction_scale=scale) for s in seeds]
-            acc = [r["accuracy"] for r in runs]
-            m, lo, hi = _t_ci(acc)
-            rows[method].update({"acc_compute": acc, "acc_compute_mean": m, "acc_compute_ci": [lo, hi],
+            rows[method].update({**_accuracy_columns(runs, "acc_compute"),
                                  "iterations_compute": float(np.mean([r["iterations"] for r in runs]))})
-    return {**cfg, "rows": rows, "seeds": seeds, "init_accuracy": _FEWSHOT_CACHE[("init", size)]["accuracy"],
+    return {**cfg, "rows": rows, "seeds": seeds, "init_accuracy": _fewshot_setup(size)[2],
             "problem": FEWSHOT_PROBLEM, "meta_batch": FEWSHOT_META_BATCH, "adam_lr": FEWSHOT_LR}
 
 
