@@ -347,6 +347,13 @@ def cell_key(cell: Cell, cache: dict[str, str] | None = None) -> str:
     from .registry import plugin_file
 
     cache = {} if cache is None else cache
-    salt = "|".join(",".join(_file_digest(f, cache) for f in plugin_sources(plugin_file(kind, name))) or "-"
+
+    def sources(path: str | None) -> list[str]:  # parsed once per run: the cache is shared by all cells
+        k = f"sources:{path}"
+        if k not in cache:
+            cache[k] = "\n".join(plugin_sources(path))
+        return cache[k].split("\n") if cache[k] else []
+
+    salt = "|".join(",".join(_file_digest(f, cache) for f in sources(plugin_file(kind, name))) or "-"
                     for kind, name in (("problem", cell.problem), ("estimator", cell.estimator), ("metric", cell.metric)))
     return cell.key(salt)
