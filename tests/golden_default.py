@@ -1,17 +1,31 @@
 """Digests of the default matrix's results, timing columns aside (issue 13: "bit-identical to before").
 
-``python -m tests.golden_default [--write] [--only EXPERIMENT ...]`` computes, for every cell of
-matrices/default.toml whose metric is not a timing one, a SHA-256 of its result rows (every
-column but the timing ones, floats by their exact hex form) and compares it with (or writes)
-tests/data/default_matrix_digests.json. The committed file was written by the code before
-issue 13 (commit 5282bda); tests/test_bit_identical.py checks a fast subset, this script all.
+"Before" is the code before issue 13, commit :data:`BEFORE` (5282bda). A float64 result is bit-identical
+only on one kind of machine: BLAS and LAPACK (MKL in torch, OpenBLAS in numpy) pick their kernels by
+processor, so the same code rounds differently on another CPU. The digests that the first machine
+recorded (tests/data/default_matrix_digests.json, an AVX2-era host) are therefore not a reference on any
+other machine. The reference is computed here, live: :func:`before_digests` exports the tree of
+:data:`BEFORE` from this repository's history (``git archive``) and runs this module's
+:func:`cell_digest` on it in a subprocess, on this machine, with this machine's libraries; the current
+code must give the same digests cell for cell.
+
+``python -m tests.golden_default [--recorded] [EXPERIMENT ...]`` compares every non-timing cell of
+matrices/default.toml (or the experiments named) with the live reference (``--recorded``: with the
+committed file instead, meaningful only on the machine kind that wrote it). Each digest is a SHA-256 of a
+cell's result rows (every column but the timing ones, floats by their exact hex form).
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
+import os
+import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +34,8 @@ import torch
 HERE = Path(__file__).parent
 DIGESTS = HERE / "data" / "default_matrix_digests.json"
 ROOT = HERE.parent
+#: the code before issue 13, whose results the current code must reproduce bit for bit
+BEFORE = "5282bda5eeab22d53411115a35e2bb05e07f0212"
 #: quantities and columns that are wall-clock (allowed to differ run to run); process RSS (rss_*) is left out too
 TIMING = {"seconds", "seconds_median", "seconds_per_budget", "cell_seconds", "seconds_elapsed"}
 TIMING_METRICS = {"time_vs_budget"}
@@ -77,10 +93,11 @@ def cell_digest(cell) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 
-def cells(only: list[str] | None = None):
+def cells(only: list[str] | None = None, matrix: str | None = None):
+    """The non-timing cells of the default matrix (``matrix``: that file, e.g. the current one read by older code)."""
     from harness.matrix import load_matrix
 
-    m = load_matrix(ROOT / "matrices" / "default.toml")
+    m = load_matrix(Path(matrix) if matrix else ROOT / "matrices" / "default.toml")
     for c in m.cells:
         if c.metric in TIMING_METRICS or (only and c.experiment not in only):
             continue
@@ -91,12 +108,59 @@ def label(c) -> str:
     return c.label()
 
 
+class NoHistory(RuntimeError):
+    """The repository's history (commit BEFORE) is not at hand, e.g. in a shallow clone or an sdist."""
+
+
+def export_before(dest: Path) -> Path:
+    """The tree of :data:`BEFORE` under ``dest`` (``git archive``), with this module beside its tests."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if not (dest / "harness").is_dir():
+        try:
+            tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BEFORE],
+                                 capture_output=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise NoHistory(f"commit {BEFORE[:7]} (the code before issue 13) is not in this repository's history: {e}")
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            try:
+                t.extractall(dest, filter="data")
+            except TypeError:  # a Python without extraction filters
+                t.extractall(dest)
+    (dest / "tests").mkdir(exist_ok=True)
+    shutil.copyfile(Path(__file__), dest / "tests" / "golden_default.py")
+    return dest
+
+
+def before_digests(dest: Path, only: list[str] | None = None) -> dict[str, str]:
+    """label -> digest of the cells of :data:`BEFORE`'s own matrices/default.toml (or ``only`` those
+    experiments), computed by the code of :data:`BEFORE` in a fresh interpreter on this machine."""
+    tree = export_before(dest)
+    code = ("import json, sys\nfrom tests.golden_default import cells, cell_digest\n"
+            "print(json.dumps({c.label(): cell_digest(c) for c in cells(json.loads(sys.argv[1]), json.loads(sys.argv[2]))}))")
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(only), "null"],
+                         cwd=tree, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the code of {BEFORE[:7]} failed computing its digests:\n{out.stderr[-3000:]}")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    import harness  # noqa: F401  (the in-process code is the current one)
+
+    assert Path(harness.__file__).resolve().is_relative_to(ROOT.resolve()), harness.__file__
+    return got
+
+
 def main(argv: list[str]) -> int:
-    write = "--write" in argv
+    recorded = "--recorded" in argv
     only = [a for a in argv if not a.startswith("--")] or None
-    old = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {}
+    if recorded:
+        old = json.loads(DIGESTS.read_text())
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            old = before_digests(Path(d), only)
     new, bad = {}, []
     for c in cells(only):
+        if label(c) not in old:  # an experiment or cell added since
+            continue
         t = time.perf_counter()
         d = cell_digest(c)
         new[label(c)] = d
@@ -104,11 +168,8 @@ def main(argv: list[str]) -> int:
         if not same:
             bad.append(label(c))
         print(f"{'same' if same else 'DIFF'} {time.perf_counter() - t:6.2f}s {label(c)}", flush=True)
-    if write:
-        DIGESTS.parent.mkdir(exist_ok=True)
-        DIGESTS.write_text(json.dumps({**old, **new}, indent=1, sort_keys=True) + "\n")
-    print(f"{len(new) - len(bad)}/{len(new)} cells bit-identical to {DIGESTS.name}")
-    return 0 if write or not bad else 1
+    print(f"{len(new) - len(bad)}/{len(new)} cells bit-identical to {'the recorded file' if recorded else BEFORE[:7]}")
+    return 0 if not bad else 1
 
 
 if __name__ == "__main__":
