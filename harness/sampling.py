@@ -189,6 +189,35 @@ def draw_noise(problem: Problem, estimator: Estimator, n: int, seed: int = 0,
     return NoiseBlocks(problem, estimator, n, seed, device).all()
 
 
+#: the fewest rows a vmapped call runs with: smaller calls are padded (by repeating their last row) and
+#: the padding dropped. Below a few rows the batched kernels (GEMV for one row, GEMM edge kernels for
+#: two to a few) round differently from the kernels of a larger batch, so without padding a draw's
+#: estimate depended on how many draws shared its call, i.e. on ``chunk`` (and, for UFO, on how many
+#: coins fired in the chunk). Padded, every row is computed by the same kernels whatever the call's
+#: size: results are bit-identical whatever the chunk (tests/test_sampling.py). Padding costs at most
+#: MIN_VMAP_ROWS - 1 wasted rows per call, and oracle counts are per batched call, so it changes none.
+MIN_VMAP_ROWS = 16
+
+
+def padded_vmap(fn: Callable[..., Any], args: tuple, m: int) -> Any:
+    """``vmap(fn)(*args)`` over the m rows of ``args`` (pytrees of tensors with leading dim m), run on at least
+    :data:`MIN_VMAP_ROWS` rows: a smaller call is padded with copies of its last row, and every output with
+    that leading dim is cut back to m rows."""
+    batched = vmap(fn, randomness="error")
+    if m <= 0 or m >= MIN_VMAP_ROWS:
+        return batched(*args)
+    pad = MIN_VMAP_ROWS - m
+
+    def grow(t):
+        if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == m:
+            return torch.cat([t, t[-1:].expand(pad, *t.shape[1:])])
+        return t
+
+    out = batched(*tree_map(grow, args))
+    return tree_map(lambda t: t[:m] if isinstance(t, torch.Tensor) and t.dim() > 0
+                    and t.shape[0] == MIN_VMAP_ROWS else t, out)
+
+
 def vmap_counted(oracles: Oracles, fn: Callable[..., Any], args: tuple, idx: torch.Tensor, m: int,
                  ) -> tuple[Any, dict[str, torch.Tensor]]:
     """``vmap(fn)(*args)`` over the draws ``idx`` of a chunk of ``m`` draws, with its oracle calls measured.
@@ -203,7 +232,7 @@ def vmap_counted(oracles: Oracles, fn: Callable[..., Any], args: tuple, idx: tor
     idx = torch.as_tensor(idx, dtype=torch.long).reshape(-1)
     sub = tree_map(lambda t: t[idx] if isinstance(t, torch.Tensor) else t, args)
     before = oracles.snapshot()
-    out = vmap(fn, randomness="error")(*sub)
+    out = padded_vmap(fn, sub, int(idx.numel()))
     after = oracles.snapshot()
     counts = {}
     for k in ORACLE_NAMES:
@@ -266,11 +295,9 @@ def run_draws(problem: Problem, estimator: Estimator, x: torch.Tensor,
             est = _as_estimate(estimator, estimator.estimate(o, x, nz, None))
             return est.grad, (est.calls or {})
 
-        batched = vmap(one, randomness="error")
-
         def run_chunk(nz: dict[str, torch.Tensor], m: int) -> None:
             o.reset()
-            g, c = batched(nz)
+            g, c = padded_vmap(one, (nz,), m)
             _check_grad(estimator, problem, g, m)
             grads.append(g.detach())
             add_calls(c, o.snapshot(), m)

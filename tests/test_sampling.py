@@ -127,22 +127,38 @@ def test_noise_is_the_same_whatever_the_chunking(noisy):
 @pytest.mark.parametrize("name,params", [("stocbio", {"inner_steps": 3, "solver_steps": 4, "batch_size": 2}),
                                          ("aid-cg", {"inner_steps": 3, "solver_steps": 3})])
 def test_results_do_not_depend_on_chunk(noisy, monkeypatch, name, params):
-    """n = 75 draws in blocks of 16: the per-draw path is bit-identical whatever the chunk; the vmapped
-    path agrees with it to float64 rounding (a batched GEMM rounds a call's last rows differently) and is
-    bit-identical run to run at one chunk size."""
+    """n = 75 draws in blocks of 16: the per-draw path is bit-identical whatever the chunk, and so is the
+    vmapped path (every vmapped call runs on at least MIN_VMAP_ROWS rows); the two paths agree to float64
+    rounding (GEMV per draw against GEMM per call)."""
     import harness.sampling as S
 
     e = harness.estimator(name, **params)
     monkeypatch.setattr(S, "noise_block_size", lambda problem, est: 16)
     loop = [harness.estimate(noisy, e, seed=4, n=75, chunk=c, vmapped=False).grads for c in (1, 16, 33, 1024)]
     assert all(torch.equal(loop[0], g) for g in loop[1:])
-    vm = [harness.estimate(noisy, e, seed=4, n=75, chunk=c).grads for c in (5, 16, 1024)]
-    for g in vm:
-        torch.testing.assert_close(g, loop[0], rtol=1e-12, atol=1e-13)
-    assert torch.equal(vm[2], harness.estimate(noisy, e, seed=4, n=75, chunk=1024).grads)
+    vm = [harness.estimate(noisy, e, seed=4, n=75, chunk=c).grads for c in (1, 2, 5, 16, 33, 1024)]
+    assert all(torch.equal(vm[-1], g) for g in vm[:-1])
+    torch.testing.assert_close(vm[-1], loop[0], rtol=1e-12, atol=1e-13)
     # negative control: blocks of another size are other draws
     monkeypatch.setattr(S, "noise_block_size", lambda problem, est: 32)
     assert not torch.allclose(harness.estimate(noisy, e, seed=4, n=75, vmapped=False).grads, loop[0])
+
+
+@pytest.mark.parametrize("problem,pparams,name,params", [
+    ("meta-linreg", {}, "maml", {}), ("meta-linreg", {}, "ufo", {"q": 0.3}),
+    ("quadratic", {"dim": 30, "noise": 1.0}, "stocbio", {"inner_steps": 3, "solver_steps": 4, "batch_size": 2})])
+def test_vmapped_results_bit_identical_whatever_the_chunk(monkeypatch, problem, pparams, name, params):
+    """The mission's determinism: the same draws give the same bits whatever ``chunk``. Without the padding
+    of small vmapped calls (MIN_VMAP_ROWS = 1: the control) a call of one row (chunk = 1, or a UFO chunk in
+    which one coin fired) goes through GEMV and rounds differently from the same draw in a larger call."""
+    import harness.sampling as S
+
+    p, e = harness.problem(problem, **pparams), harness.estimator(name, **params)
+    ref = harness.estimate(p, e, seed=1, n=96, chunk=96).grads
+    for c in (1, 3, 7, 16, 40):
+        assert torch.equal(harness.estimate(p, e, seed=1, n=96, chunk=c).grads, ref), c
+    monkeypatch.setattr(S, "MIN_VMAP_ROWS", 1)
+    assert not torch.equal(harness.estimate(p, e, seed=1, n=96, chunk=1).grads, ref)
 
 
 def test_noise_memory_does_not_grow_with_n(monkeypatch):
