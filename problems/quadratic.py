@@ -3,7 +3,12 @@
     g(x, y) = 1/2 y^T A y - y^T B x - b^T y        (inner, mu-strongly convex in y)
     f(x, y) = 1/2 ||y - c||^2 + rho/2 ||x||^2      (outer)
 
-A = Q diag(lambda) Q^T with eigenvalues evenly spaced on exactly [mu, L], L = kappa * mu.
+A = Q diag(lambda) Q^T with eigenvalues evenly spaced on exactly [mu, L], L = kappa * mu. The eigenbasis Q
+is ``basis = "haar"`` (default): the Q of a QR factorisation of a Gaussian matrix, Haar-distributed, O(dim^3)
+to build (LAPACK); or ``basis = "householder"``: a product of ``reflections`` Householder reflections with
+Gaussian directions, for which Q, A and A^-1 are built in O(reflections dim^2) without a QR or a GEMM (dim
+5000 in seconds). The spectrum, hence kappa, mu, L and every rate the theory states, is exactly the same;
+the Householder basis is another instance (not Haar: Q - I has rank <= reflections).
 Then y*(x) = A^{-1}(B x + b), Phi(x) = f(x, y*(x)),
 grad Phi(x) = rho x + B^T A^{-1} (y*(x) - c)  (the implicit-function formula, since
 grad2_xy g = -B^T), and the unique stationary point solves (B^T A^{-2} B + rho I) x = B^T A^{-2}(c - ... )
@@ -42,6 +47,26 @@ def _spectral_norm(B: torch.Tensor) -> float:
     return float(svds(B.numpy(), k=1, tol=0, return_singular_vectors=False, random_state=0)[0])
 
 
+def householder_product(V: np.ndarray) -> np.ndarray:
+    """Q = H_1 H_2 ... H_k with H_i = I - 2 v_i v_i^T (rows v_i of V, unit norm): O(k dim^2)."""
+    d = V.shape[1]
+    Q = np.eye(d)
+    for v in V:  # Q <- Q H_i
+        Q -= 2.0 * np.outer(Q @ v, v)
+    return Q
+
+
+def householder_congruence(V: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Q diag(lam) Q^T for Q = H_1 ... H_k (:func:`householder_product`), without forming Q: starting from
+    M = diag(lam), M <- H_i M H_i = M - 2 v (M v)^T - 2 (M v) v^T + 4 (v^T M v) v v^T for i = k, ..., 1.
+    O(k dim^2): no GEMM."""
+    M = np.diag(np.asarray(lam, dtype=np.float64))
+    for v in V[::-1]:
+        Mv = M @ v
+        M += 4.0 * float(v @ Mv) * np.outer(v, v) - 2.0 * (np.outer(v, Mv) + np.outer(Mv, v))
+    return M
+
+
 @harness.register_problem("quadratic")
 class Quadratic(harness.Problem):
     """Quadratic bilevel problem: g = 1/2 y'Ay - y'Bx - b'y, f = 1/2||y-c||^2 + rho/2||x||^2; spectrum of A spans exactly [mu, kappa*mu]."""
@@ -56,6 +81,9 @@ class Quadratic(harness.Problem):
         "noise": Param("float", default=0.0, low=0.0, doc="per-sample noise level (0: deterministic)"),
         "seed": Param("int", default=0, low=0, doc="seed of the problem's data (A, B, b, c)"),
         "n_samples": Param("int", default=0, low=0, doc="finite sum of n samples (0: fresh samples, infinite population)"),
+        "basis": Param("str", default="haar", choices=("haar", "householder"),
+                       doc="eigenbasis of A: 'haar' (QR of a Gaussian matrix, O(dim^3)) or 'householder' (O(dim^2))"),
+        "reflections": Param("int", default=8, low=1, doc="Householder reflections in the basis (basis = 'householder')"),
     }
 
     def setup(self) -> None:
@@ -65,16 +93,23 @@ class Quadratic(harness.Problem):
         if self.dim_y == 1 and p["kappa"] != 1.0:
             raise ParameterError("problem 'quadratic': kappa must be 1 when dim_y = 1 (one eigenvalue)")
         rng = np.random.default_rng(p["seed"])
-        # O(dim^3) only in LAPACK's QR (which defines the instance) and one GEMM for A; A^-1 is built on
-        # first use, ||B||_2 by Lanczos above EXACT_NORM_MAX (was: two GEMMs each for A and A^-1 and a full SVD)
-        q, _ = np.linalg.qr(rng.standard_normal((self.dim_y, self.dim_y)))
         mu, L = p["mu"], p["mu"] * p["kappa"]
         lam = np.linspace(mu, L, self.dim_y) if self.dim_y > 1 else np.array([mu])
         t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
-        self.Q = t(q)
         self.lam = t(lam)
-        # (q * lam) @ q.T is q @ diag(lam) @ q.T bit for bit: each entry of q @ diag(lam) is one product plus zeros
-        self.A = t((q * lam) @ q.T)
+        self._V: np.ndarray | None = None
+        if p["basis"] == "haar":
+            # O(dim^3) only in LAPACK's QR (which defines the instance) and one GEMM for A; A^-1 is built on
+            # first use, ||B||_2 by Lanczos above EXACT_NORM_MAX (was: two GEMMs each for A and A^-1 and a full SVD)
+            q, _ = np.linalg.qr(rng.standard_normal((self.dim_y, self.dim_y)))
+            self.Q = t(q)
+            # (q * lam) @ q.T is q @ diag(lam) @ q.T bit for bit: each entry of q @ diag(lam) is one product plus zeros
+            self.A = t((q * lam) @ q.T)
+        else:
+            V = rng.standard_normal((min(p["reflections"], self.dim_y), self.dim_y))
+            self._V = V / np.linalg.norm(V, axis=1, keepdims=True)
+            self.Q = t(householder_product(self._V))
+            self.A = t(householder_congruence(self._V, lam))
         self.A = 0.5 * (self.A + self.A.T)
         self.B = t(rng.standard_normal((self.dim_y, self.dim_x)) / np.sqrt(self.dim_x))
         self.b = t(rng.standard_normal(self.dim_y))
@@ -91,8 +126,11 @@ class Quadratic(harness.Problem):
     def Ainv(self) -> torch.Tensor:
         """A^-1 = Q diag(1/lambda) Q^T (dense, built on first use: one GEMM)."""
         if self._Ainv is None:
-            # Q * (1/lambda) is Q @ diag(1/lambda) bit for bit (as for A above)
-            self._Ainv = (self.Q * (1.0 / self.lam)) @ self.Q.T
+            if self._V is not None:
+                self._Ainv = torch.tensor(householder_congruence(self._V, 1.0 / self.lam.numpy()), dtype=torch.float64)
+            else:
+                # Q * (1/lambda) is Q @ diag(1/lambda) bit for bit (as for A above)
+                self._Ainv = (self.Q * (1.0 / self.lam)) @ self.Q.T
         return self._Ainv
 
     # -- structure --------------------------------------------------------------------

@@ -107,3 +107,52 @@ def test_setup_is_the_same_instance_as_the_dense_construction(dim, kappa, seed):
         assert cn == old["cross_norm"]
     else:
         assert abs(cn - old["cross_norm"]) <= 1e-12 * old["cross_norm"]
+
+
+# -- basis = "householder": O(dim^2) set-up, the same spectrum (issue 13 item 4) --------------------------
+@pytest.mark.parametrize("dim,k", [(1, 8), (6, 2), (40, 8), (120, 120)])
+def test_householder_basis_is_orthogonal_with_the_exact_spectrum(dim, k):
+    p = harness.problem("quadratic", dim=dim, kappa=1.0 if dim == 1 else 25.0, mu=0.5, basis="householder", reflections=k)
+    Q, I = p.Q, torch.eye(dim, dtype=torch.float64)
+    assert torch.allclose(Q.T @ Q, I, atol=1e-13)
+    # A and A^-1 (built by congruences, without Q or a GEMM) are Q diag(lam) Q^T and its inverse
+    assert torch.allclose(p.A, (Q * p.lam) @ Q.T, atol=1e-12)
+    assert torch.allclose(p.Ainv @ p.A, I, atol=1e-12)
+    ev = np.linalg.eigvalsh(p.A.numpy())
+    assert ev.min() == pytest.approx(0.5, rel=1e-12) and ev.max() == pytest.approx(0.5 * (1 if dim == 1 else 25), rel=1e-12)
+    if dim > 1 and k < dim:  # another instance than the Haar one: Q - I has rank <= k
+        assert torch.linalg.matrix_rank(Q - I) <= k
+        assert not torch.allclose(p.A, harness.problem("quadratic", dim=dim, kappa=25.0, mu=0.5).A)
+
+
+def test_householder_basis_ground_truth():
+    p = harness.problem("quadratic", dim=7, kappa=30, basis="householder", reflections=3, noise=0.2)
+    x = torch.randn(7, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    g = p.hypergradient(x)
+    assert torch.linalg.norm(g - central_fd(p.value, x)) / torch.linalg.norm(g) < 1e-7
+    (xs,) = p.stationary_points()
+    assert torch.linalg.norm(p.hypergradient(xs)) < 1e-10
+    # the stochastic inner objective (through Q and lam) averages to the population one
+    batch = p.sample(torch.Generator().manual_seed(0), 20000, batch_size=2)
+    y = torch.linspace(-1, 1, 7, dtype=torch.float64)
+    vals = torch.func.vmap(p.inner, in_dims=(None, None, 0))(x, y, batch)
+    assert float(vals.mean()) == pytest.approx(float(p.inner(x, y)), rel=2e-2)
+
+
+def test_householder_congruence_is_the_product():
+    """The congruence helper against Q diag(lam) Q^T with Q from the product helper (both independent of torch)."""
+    from problems.quadratic import householder_congruence, householder_product
+
+    rng = np.random.default_rng(0)
+    V = rng.standard_normal((5, 30))
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    lam = rng.uniform(1, 3, 30)
+    Q = householder_product(V)
+    H = [np.eye(30) - 2 * np.outer(v, v) for v in V]
+    assert np.allclose(Q, H[0] @ H[1] @ H[2] @ H[3] @ H[4], atol=1e-14)
+    assert np.allclose(householder_congruence(V, lam), Q @ np.diag(lam) @ Q.T, atol=1e-13)
+
+
+def test_basis_is_validated():
+    with pytest.raises(harness.ParameterError, match="basis"):
+        harness.problem("quadratic", basis="sobol")

@@ -15,7 +15,7 @@ ufo       batched UFO q = 0.1 vs q = 1 at r = 100 (meta-quadratic), wall clock.
 rss       peak RSS of stocBiO n = 65536 at dim 100 (a fresh subprocess; VmHWM).
 memory    UFO exact-branch peak tensor bytes at r = 10 vs r = 1000 (dispatch tracker), both memory modes.
 cli       ``python -m harness list`` and ``--help`` start-up (fresh subprocesses).
-quadratic set-up of the quadratic problem at dim 2000 and 5000.
+quadratic set-up of the quadratic problem (haar and householder bases) at dims 1000-4000, and the fitted exponent.
 """
 from __future__ import annotations
 
@@ -203,16 +203,28 @@ def cli(repeats: int = 5) -> None:
             mm["median"] <= 0.5, seconds=mm)
 
 
-def quadratic(dims: tuple[int, ...] = (2000, 5000)) -> None:
+def quadratic(dims: tuple[int, ...] = (1000, 2000, 4000), repeats: int = 3) -> None:
+    """Set-up (+ first ground truth) of both eigenbases at each dim, interleaved, and the fitted exponent of
+    the Householder basis' set-up time against dim (its algorithm is O(dim^2): the target)."""
+    from harness.complexity import fit_exponent
+
+    med: dict[str, list[float]] = {"haar": [], "householder": []}
     for dim in dims:
-        t0 = time.perf_counter()
-        p = harness.problem("quadratic", dim=dim)
-        t1 = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        p.hypergradient(p.x0())  # builds A^-1 on first use
-        t2 = time.perf_counter() - t0
-        row(f"quadratic set-up at dim {dim} (+ first ground truth)", "6.5 s at 2000; > 420 s at 5000", "O(dim^2) or factored",
-            f"{t1:.2f} s (+ {t2:.2f} s)", None, setup_s=t1, first_truth_s=t2)
+        sides = {b: (lambda b=b: harness.problem("quadratic", dim=dim, basis=b).hypergradient(torch.zeros(dim, dtype=torch.float64)))
+                 for b in med}
+        t = interleave(sides, repeats=repeats, warmup=0)
+        for b in med:
+            med[b].append(statistics.median(t[b]))
+        row(f"quadratic set-up + first ground truth at dim {dim}: haar / householder basis",
+            "6.5 s at 2000; > 420 s at 5000", "O(dim^2) or factored",
+            f"{min(t['haar']):.2f} / {min(t['householder']):.2f} s (min); "
+            f"{statistics.median(t['haar']):.2f} / {statistics.median(t['householder']):.2f} s (median)", None,
+            **{f"{b}_s": _mm(v) for b, v in t.items()})
+    for b, ts in med.items():
+        f = fit_exponent(list(dims), ts)
+        row(f"quadratic set-up time ~ dim^p, {b} basis, dims {list(dims)}", "p = 3 (QR)", "p <= 2.3 (householder)",
+            f"p = {f['slope']:.2f} [{f['lo']:.2f}, {f['hi']:.2f}]", (f["slope"] <= 2.3) if b == "householder" else None,
+            exponent=f)
 
 
 TARGETS = {"sampling": sampling, "hvp": hvp, "torchopt": torchopt_, "ufo": ufo, "rss": rss, "memory": memory,
