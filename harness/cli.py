@@ -232,6 +232,24 @@ def cmd_check(a) -> int:
     return 1 if failed else 0
 
 
+def _add_data_dir(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--data-dir", metavar="DIR",
+                   help="folder of the real data files (libsvm, .npz) that data problems read; overrides $BLOBENCH_DATA")
+
+
+def _set_data_dir(a) -> None:
+    """``--data-dir DIR``: an existing folder, exported as $BLOBENCH_DATA (harness.data reads it, and the run's
+    worker processes inherit it); no heavy import here (the CLI starts lazily)."""
+    d = getattr(a, "data_dir", None)
+    if d is None:
+        return
+    path = os.path.abspath(os.path.expanduser(d))
+    if not os.path.isdir(path):
+        raise BlobenchError(f"--data-dir {d!r}: no such directory" if not os.path.exists(path)
+                            else f"--data-dir {d!r}: not a directory")
+    os.environ["BLOBENCH_DATA"] = path
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="blobench", description="Bilevel hypergradient benchmark and theory-verification harness.")
     ap.add_argument("--plugin", action="append", default=[], help="import a plugin module from this file (repeatable)")
@@ -244,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("describe", help="show a plugin's docstring, citation and parameters")
     s.add_argument("name", help="a problem, estimator, metric or claim name (see `blobench list`)")
+    _add_data_dir(s)
     s.set_defaults(fn=cmd_describe)
 
     s = sub.add_parser("estimate", help="bias / variance of one estimator on one problem")
@@ -255,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed of the draws (default 0)")
     s.add_argument("--at", default="x0", help="x0, stationary, or comma-separated coordinates")
     s.add_argument("--json", action="store_true", help="print one JSON line")
+    _add_data_dir(s)
     s.set_defaults(fn=cmd_estimate)
 
     s = sub.add_parser("run", help="run a matrix (TOML) into runs/<run-id>/")
@@ -273,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true", help="write the report when the run ends")
     s.add_argument("--yes", "-y", action="store_true",
                    help="start even a matrix with more cells than BLOBENCH_CONFIRM_CELLS (default 10000)")
+    _add_data_dir(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("report", help="write reports/<run-id>/index.html and report.md for a run folder")
@@ -293,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mutations", action="store_true",
                    help="run the mutation suite instead: apply each claims module's MUTATIONS and print the mutation "
                         "score (caught/tried); the named claims restrict it to mutations they should catch")
+    _add_data_dir(s)
     s.set_defaults(fn=cmd_check)
     from .results_cli import add_parsers
 
@@ -306,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from .registry import load_plugin_file
 
+        _set_data_dir(a)
         for f in a.plugin:
             load_plugin_file(f)
         return int(a.fn(a) or 0)

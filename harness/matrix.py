@@ -361,4 +361,31 @@ def cell_key(cell: Cell, cache: dict[str, str] | None = None) -> str:
 
     salt = "|".join(",".join(_file_digest(f, cache) for f in sources(plugin_file(kind, name))) or "-"
                     for kind, name in (("problem", cell.problem), ("estimator", cell.estimator), ("metric", cell.metric)))
-    return cell.key(salt)
+    return cell.key(salt + _data_salt(cell, cache))
+
+
+def _data_salt(cell: Cell, cache: dict[str, str]) -> str:
+    """'|data:<sha256>,...' of the data files the cell's problem reads (a problem class may define
+    ``data_files(params) -> list[path]``: problems/libsvm_logreg.py, harness/data.py), so a changed data
+    file recomputes its cells; '' for every problem without data files, whose keys are as before. A file
+    that is missing digests as '-' (the cell then fails with the one-line missing-file error)."""
+    from .params import validate
+    from .registry import PROBLEMS
+
+    try:
+        cls = PROBLEMS.get(cell.problem)
+        files = getattr(cls, "data_files", None)
+        if files is None:
+            return ""
+        paths = files(validate(f"problem {cell.problem!r}", getattr(cls, "params", {}), cell.problem_params))
+    except BlobenchError:  # unknown problem or bad parameters: reported by validate_cells / the cell itself
+        return ""
+    from .data import file_digest
+
+    def digest(path: Path) -> str:
+        k = f"data:{Path(path).resolve()}"
+        if k not in cache:
+            cache[k] = file_digest(path)
+        return cache[k]
+
+    return "|data:" + ",".join(digest(Path(p)) for p in paths)

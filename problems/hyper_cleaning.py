@@ -39,6 +39,23 @@ def corrupt(rng: np.random.Generator, onehot: torch.Tensor, rate: float) -> tupl
     return torch.tensor(np.eye(C)[t], dtype=torch.float64), bad
 
 
+def split_labelled(rng: np.random.Generator, X: np.ndarray, t: np.ndarray, C: int, n_train: int, n_val: int,
+                   owner: str, what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Xtr, Ttr, Xval, Tval), one-hot targets: the samples of classes < C, permuted by ``rng``,
+    standardised per feature ((X - mean) / (std + 1)), the first n_train training and the next n_val
+    validating. Shared by ``data="digits"`` and problems/mnist_cleaning.py's array file."""
+    keep = t < C
+    X, t = X[keep], t[keep]
+    if n_train + n_val > len(t):
+        raise ParameterError(f"{owner}: n_train + n_val = {n_train + n_val} exceeds the {len(t)} {what} of classes < {C}")
+    order = rng.permutation(len(t))
+    X, t = X[order], t[order]
+    X = (X - X.mean(0)) / (X.std(0) + 1.0)
+    T = np.eye(C)[t]
+    n = n_train
+    return (torch.tensor(X[:n]), torch.tensor(T[:n]), torch.tensor(X[n:n + n_val]), torch.tensor(T[n:n + n_val]))
+
+
 @harness.register_problem("hyper-cleaning")
 class HyperCleaning(SoftmaxBilevel):
     """Data hyper-cleaning: sample weights sigmoid(lambda_i) on label-corrupted training data (Ji et al. 2021, Sec. 5)."""
@@ -60,33 +77,29 @@ class HyperCleaning(SoftmaxBilevel):
     def setup(self) -> None:
         p = self.p
         rng = np.random.default_rng(p["seed"])
+        Xtr, Ttr, self.Xval, self.Tval = self.load_split(rng)
+        self.Xtr = Xtr
+        self.Ttr, self.corrupted = corrupt(rng, Ttr, p["corruption"])
+        self.dim_x = p["n_train"]
+        self._finish_setup()
+
+    def load_split(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Xtr, clean one-hot Ttr, Xval, Tval), drawn from ``rng`` before the corruption is (a subclass
+        reading another source overrides this: problems/mnist_cleaning.py)."""
+        p = self.p
         C = p["classes"]
         if p["data"] == "synthetic":
             W0 = rng.standard_normal((p["features"], C))
             Xtr, Ttr = teacher_data(rng, p["n_train"], p["features"], C, p["features"], p["snr"], W0)
-            self.Xval, self.Tval = teacher_data(rng, p["n_val"], p["features"], C, p["features"], p["snr"], W0)
+            Xval, Tval = teacher_data(rng, p["n_val"], p["features"], C, p["features"], p["snr"], W0)
+            return Xtr, Ttr, Xval, Tval
         else:
             try:
                 from sklearn.datasets import load_digits
             except ImportError as e:  # pragma: no cover - scikit-learn is optional
                 raise ParameterError("problem 'hyper-cleaning': data='digits' needs scikit-learn installed") from e
             d = load_digits()
-            keep = d.target < C
-            X, t = d.data[keep], d.target[keep]
-            if p["n_train"] + p["n_val"] > len(t):
-                raise ParameterError(f"problem 'hyper-cleaning': n_train + n_val = {p['n_train'] + p['n_val']} exceeds the {len(t)} digits of classes < {C}")
-            order = rng.permutation(len(t))
-            X, t = X[order], t[order]
-            X = (X - X.mean(0)) / (X.std(0) + 1.0)
-            T = np.eye(C)[t]
-            n = p["n_train"]
-            Xtr, Ttr = torch.tensor(X[:n]), torch.tensor(T[:n])
-            self.Xval = torch.tensor(X[n:n + p["n_val"]])
-            self.Tval = torch.tensor(T[n:n + p["n_val"]])
-        self.Xtr = Xtr
-        self.Ttr, self.corrupted = corrupt(rng, Ttr, p["corruption"])
-        self.dim_x = p["n_train"]
-        self._finish_setup()
+            return split_labelled(rng, d.data, d.target, C, p["n_train"], p["n_val"], "problem 'hyper-cleaning'", "digits")
 
     def weights(self, x):
         return torch.sigmoid(x)

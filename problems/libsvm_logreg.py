@@ -6,7 +6,7 @@ benchopt's benchmark_bilevel "logreg" objective (the ijcnn1 experiments of Dagre
     f(x, theta) = 1/n_val sum_i log(1 + exp(-b'_i a'_i^T theta)) + outer_reg/2 ||x||^2            (outer)
 
 labels b in {-1, +1} (a file's two label values are mapped to -1, +1). The file (``dataset``) is read
-from the data folder (``$BLOBENCH_DATA``, :mod:`harness.data`); after a seeded permutation its first
+from the data folder (``$BLOBENCH_DATA`` or ``--data-dir``, :mod:`harness.data`); after a seeded permutation its first
 ``n_train`` rows train and the next ``n_val`` validate. ``stochastic=true`` makes both levels finite
 sums over their rows. Ground truth: the float64 Newton + implicit-function solve of
 :class:`problems.logreg_l2.SoftmaxBilevel` with the closed-form Hessian
@@ -14,12 +14,15 @@ H = 1/n A^T diag(s(1 - s)) A + diag(exp(x)), s = sigmoid(b a^T theta).
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 from torch.nn.functional import softplus
 
 import harness
-from harness.data import load_libsvm
+from harness.data import data_dir, load_libsvm
 from harness.errors import ParameterError
 from harness.params import Param
 from problems.logreg_l2 import SoftmaxBilevel
@@ -38,6 +41,11 @@ class LibsvmLogreg(SoftmaxBilevel):
         "seed": Param("int", default=0, low=0, doc="split seed"),
         "stochastic": Param("bool", default=False, doc="minibatches of the finite sum"),
     }
+
+    @classmethod
+    def data_files(cls, params: dict[str, Any]) -> list[Path]:
+        """The data file a parameter set reads (its sha256 enters the cell key: harness.matrix.cell_key)."""
+        return [data_dir() / params["dataset"]]
 
     def setup(self) -> None:
         p = self.p

@@ -80,7 +80,16 @@ class SoftmaxBilevel(harness.Problem):
             i = batch["i"]
             ce = softmax_ce(self.Xtr[i] @ W, self.Ttr[i])
             s = self.weights(x)[i]
-        return (s * ce).mean() + 0.5 * (self.reg(x) * (W * W).sum(1)).sum()
+        return (s * ce).mean() + self.ridge(x, W)
+
+    def ridge(self, x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """The inner penalty 1/2 sum_j r_j ||W_j||^2 (per-feature r = reg(x)); a subclass with another
+        penalty (per-class weights, problems/libsvm_multilogreg.py) overrides it and :meth:`ridge_diag`."""
+        return 0.5 * (self.reg(x) * (W * W).sum(1)).sum()
+
+    def ridge_diag(self, x: torch.Tensor) -> torch.Tensor:
+        """The penalty's Hessian in vec(W) (row-major, index j*C + c), a diagonal: r_j repeated C times."""
+        return self.reg(x).repeat_interleave(self.n_cls)
 
     def outer(self, x, y, batch=None):
         W = y.reshape(self.p_feat, self.n_cls)
@@ -117,7 +126,7 @@ class SoftmaxBilevel(harness.Problem):
         idx = torch.arange(C)
         H4[:, idx, :, idx] += diag_part.permute(1, 0, 2)
         H = H4.reshape(p * C, p * C)
-        H = H + torch.diag(self.reg(x).repeat_interleave(C))
+        H = H + torch.diag(self.ridge_diag(x))
         return 0.5 * (H + H.T)
 
     def inner_solution(self, x, tol: float = 1e-12, max_iter: int = 100):
