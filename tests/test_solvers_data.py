@@ -66,3 +66,18 @@ def test_libsvm_logreg_finite_sum_and_soba_fixed_point(datadir):
         est = e.estimate(Oracles(full), x, {}, st)
         st = est.state
     assert torch.allclose(est.grad, full.hypergradient(x), atol=1e-8)
+
+
+def test_libsvm_logreg_cell_key_follows_the_file(datadir):
+    from sklearn.datasets import dump_svmlight_file
+
+    from harness.matrix import cell_key, load_matrix
+
+    spec = {"name": "k", "seeds": [0], "devices": ["cpu"], "experiment": [{
+        "name": "e", "problem": "libsvm-logreg", "problem_params": {"dataset": "tiny", "n_train": 50, "n_val": 30},
+        "estimator": "exact", "metric": "bias_variance", "metric_params": {"samples": 2}}]}
+    k0 = cell_key(load_matrix(spec).cells[0])
+    assert cell_key(load_matrix(spec).cells[0]) == k0
+    _, X, y = datadir
+    dump_svmlight_file(X[::-1], y[::-1], str(datadir[0] / "tiny"))  # same rows, another order: other numbers
+    assert cell_key(load_matrix(spec).cells[0]) != k0
