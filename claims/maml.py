@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import harness
-from harness.claim_base import Claim, Verdict
+from harness.claim_base import Claim, Verdict, memo
 from harness.measures import fit_rate
 from harness.outer import outer_loop
 from claims.anil import single_thread
@@ -95,6 +95,7 @@ def converges(problem: harness.Problem, beta: float, steps: int, estimator: str 
             "grad_sq_last": tr.grad_norm_sq[-1], "steps_run": tr.iters[-1]}
 
 
+@memo
 @functools.lru_cache(maxsize=64)
 def lipschitz_and_step(N: int, alpha: float, steps: int = 40, betas: tuple[float, ...] | None = None) -> dict[str, Any]:
     """On ``meta-cosine`` (bounded-below nonconvex tasks): the meta-gradient's Lipschitz constant

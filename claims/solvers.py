@@ -26,7 +26,7 @@ import torch
 from scipy import stats
 
 import harness
-from harness.claim_base import Claim, Verdict
+from harness.claim_base import Claim, Verdict, memo
 from harness.outer import outer_loop
 from harness.sampling import draw_noise, estimate, run_draws
 
@@ -105,7 +105,7 @@ class SABAvsSOBA(Claim):
                  "decays like 1/T (fitted exponent <= -0.8, predicted -1), and over the second half of the run SABA's mean "
                  "||grad Phi(x_t)||^2 is at least 10x below SOBA's, which stalls at its variance floor.")
     control = "SABA's memory table never updated after the first pass (SAGA directions keep their variance)"
-    _soba_cache: dict = {}
+    _soba_cache: dict = memo()
 
     def evaluate(self, size: str, control: bool) -> Verdict:
         p = _finite_quadratic()

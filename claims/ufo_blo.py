@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import harness
-from harness.claim_base import Claim, Verdict
+from harness.claim_base import Claim, Verdict, memo
 from harness.measures import mean_test
 from harness.oracles import Oracles
 
@@ -169,7 +169,7 @@ def stall_run(p, estimator: harness.Estimator, steps: int, seed: int) -> dict[st
             "calls": calls}
 
 
-_STALL_CACHE: dict[tuple, dict[str, Any]] = {}
+_STALL_CACHE: dict[tuple, dict[str, Any]] = memo()
 
 
 @harness.register_claim("ufo-fo-stalls")
@@ -231,7 +231,7 @@ FEWSHOT_METHODS = {"FO": ("fo", {}), "UFO q=0.1": ("ufo", {"q": 0.1}), "UFO q=0.
 #: the control: the authors' adaptive UFO with its exact-branch coin decoupled from its weight (weight 1/q on a coin
 #: of probability q/2, i.e. correction_scale 0.5 on the same coins): biased halfway to FO; not an arm of the table
 FEWSHOT_CONTROL = ("ufo", {"q": "adaptive", "correction_scale": 0.5})
-_FEWSHOT_CACHE: dict[tuple, dict[str, Any]] = {}
+_FEWSHOT_CACHE: dict[tuple, dict[str, Any]] = memo()
 
 
 def _t_ci(vals: list[float]) -> tuple[float, float, float]:

@@ -24,6 +24,24 @@ from .registry import CLAIMS
 
 SIZES = ("ci", "full")
 
+#: every memo a claims module keeps across runs (results shared by a claim and its control, or by two claims)
+_MEMOS: list[Any] = []
+
+
+def memo(cache: Any = None) -> Any:
+    """Register a claims module's memo (a dict, by default a new one, or a ``functools.lru_cache`` function) so that
+    :func:`clear_memos` empties it. The mutation suite clears every memo before and after each mutation: a result
+    computed under a breakage must never be handed to a later, unbroken run (nor a clean one to a broken run)."""
+    cache = {} if cache is None else cache
+    _MEMOS.append(cache)
+    return cache
+
+
+def clear_memos() -> None:
+    """Empty every registered memo (:func:`memo`)."""
+    for c in _MEMOS:
+        (c.cache_clear if hasattr(c, "cache_clear") else c.clear)()
+
 
 @dataclass
 class Verdict:

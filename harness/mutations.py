@@ -94,7 +94,19 @@ def collect(claims: list[str] | None = None) -> list[Mutation]:
 def run_mutation(m: Mutation, size: str = "ci", all_claims: bool = False) -> MutationResult:
     """Run ``m``'s catching claims (rule only) under its patch; stop at the first catch unless ``all_claims``."""
     t0 = time.perf_counter()
+    from .claim_base import clear_memos
+
     res = MutationResult(m.name, m.module, False, None, [])
+    clear_memos()
+    try:
+        res = _run_patched(m, size, all_claims, res)
+    finally:
+        clear_memos()  # nothing computed under the breakage survives it
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _run_patched(m: Mutation, size: str, all_claims: bool, res: MutationResult) -> MutationResult:
     with m.patch():
         for c in m.caught_by:
             cls = CLAIMS.get(c)
@@ -112,7 +124,6 @@ def run_mutation(m: Mutation, size: str = "ci", all_claims: bool = False) -> Mut
                 res.caught, res.caught_by = True, c
                 if not all_claims:
                     break
-    res.seconds = time.perf_counter() - t0
     return res
 
 

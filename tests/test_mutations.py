@@ -125,3 +125,18 @@ def test_real_mutations_break_what_their_claim_measures():
         assert harness.estimate(p, e, p.x0()).mean_calls()["hvp"] == 2
     assert harness.estimate(p, e, p.x0()).mean_calls()["hvp"] == 3
     assert torch.isfinite(harness.estimate(p, e, p.x0()).grads).all()
+
+
+def test_no_result_computed_under_a_mutation_survives_it():
+    """ufo-fo-stalls memoises its fo/maml runs; the mutation suite once left the runs it made under
+    'ufo-exact-branch-drops-hessian' (maml = fo) in that memo, so the claim read fo = ufo = maml = 1 and failed
+    in any later run of the same process. run_mutation now clears every registered memo before and after."""
+    from harness.claim_base import _MEMOS
+
+    m = next(m for m in mutations.collect(None) if m.name == "ufo-exact-branch-drops-hessian")
+    assert mutations.run_mutation(m, "ci").caught
+    assert all(len(c) == 0 if isinstance(c, dict) else c.cache_info().currsize == 0 for c in _MEMOS)
+    from harness.registry import CLAIMS
+
+    r = CLAIMS.get("ufo-fo-stalls")().run("ci")
+    assert r.passed, r.measured
