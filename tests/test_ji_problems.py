@@ -57,6 +57,18 @@ def test_newton_inner_solution_and_hessian(name, kw):
     assert float(ev.min()) > 0  # strongly convex inner level
 
 
+def test_newton_converges_from_a_warm_start_already_at_rounding_level():
+    """A warm start 3e-9 from y* (the next x of an outer run): the Armijo test on g's value is then below g's rounding
+    and used to halve t to 1e-10 and raise "did not converge (||grad|| = 2e-9)" (1 of these 20 starts did)."""
+    p = harness.problem("logreg-l2", n_train=30, n_val=30, features=4, classes=2, informative=2, outer_reg=0.1)
+    gfun = torch.func.grad(p.inner, argnums=1)
+    for s in range(20):
+        x = rand_x(p, scale=0.5, seed=s)
+        ys = p.inner_solution(x)
+        p._y_warm = ys + 3e-9 * torch.randn(p.dim_y, generator=torch.Generator().manual_seed(100 + s), dtype=torch.float64)
+        assert float(torch.linalg.norm(gfun(x, p.inner_solution(x), None))) < 1e-12
+
+
 @pytest.mark.parametrize("name,kw", ARGMIN)
 def test_itd_with_many_steps_converges_to_exact(name, kw):
     p = harness.problem(name, **kw)
