@@ -60,6 +60,10 @@ def last_nonzero(v: torch.Tensor, tol: float = 0.0) -> int:
 class ChainBilevel(harness.Problem):
     """Base of the chain hard instances (lb-scsc, lb-csc); subclasses fix mu_x's parameter."""
 
+    #: Phi's curvature in y*: "bilevel" H = mu_x I + M^T M (f = ... + 1/2 ||y||^2), "minimax" H = mu_x I + B^T M
+    #: (the twin's f = ... + y'Bx - 1/2 y'Ay, or 1/2 y'Ay), with M = A^-1 B = dy*/dx
+    phi_curvature: str = "bilevel"
+
     def _build(self, n: int, mu_x: float, mu_y: float, L: float, b: float) -> None:
         if L < mu_y:
             raise ParameterError(f"problem {self.name!r}: L must be >= mu_y (got L={L}, mu_y={mu_y})")
@@ -70,7 +74,7 @@ class ChainBilevel(harness.Problem):
         self.A, self.B = t(A), t(B)
         self.Ainv = t(np.linalg.inv(A))
         M = np.linalg.solve(A, B)  # dy*/dx = A^-1 B
-        H = mu_x * np.eye(n) + M.T @ M
+        H = mu_x * np.eye(n) + (M.T @ M if self.phi_curvature == "bilevel" else B.T @ M)
         self.H = t(0.5 * (H + H.T))
         self.bvec = torch.zeros(n, dtype=torch.float64)
         self.bvec[0] = b
@@ -170,3 +174,38 @@ class LowerBoundSCSC(ChainBilevel):
     def setup(self) -> None:
         p = self.p
         self._build(p["dim"], p["mu_x"], p["mu_y"], p["L"], p["b"])
+
+
+@harness.register_problem("lb-scsc-minimax")
+class LowerBoundSCSCMinimaxTwin(ChainBilevel):
+    """The minimax twin of lb-scsc, for "bilevel is harder than minimax" (Ji & Liang 2023, abstract): the same A, B,
+    mu_x, b and inner problem g = 1/2 y'Ay - y'Bx, with
+
+        form="saddle":  f(x, y) = mu_x/2 ||x||^2 - b x_1 + y'Bx - 1/2 y'Ay   (= -g + x-terms: min_x max_y f, y* = argmax f)
+        form="bilevel": f(x, y) = mu_x/2 ||x||^2 - b x_1 + 1/2 y'Ay          (a bilevel problem with f_yy = A)
+
+    Both have Phi(x) = mu_x/2 ||x||^2 - b x_1 + 1/2 x'B'A^{-1}Bx, Hessian mu_x I + B'A^{-1}B and grad Phi(x) = mu_x x - b e_1
+    + B'A^{-1}Bx; for "saddle" grad_y f(x, y*) = 0, so the hypergradient is grad_x f(x, y*) (Danskin) and the minimax
+    optimal complexity 1/sqrt(mu_x mu_y) applies, against lb-scsc's bilevel 1/(sqrt(mu_x) mu_y): A^{-1} in Phi's
+    Hessian instead of lb-scsc's A^{-2}. The oracles keep the chain structure (grad_y f = Bx - Ay or Ay reaches one
+    coordinate further), so :meth:`calls_lower_bound` is again the exact zero-respecting span bound, of this Phi."""
+
+    params = {**LowerBoundSCSC.params,
+              "form": Param("str", default="saddle", choices=("saddle", "bilevel"),
+                            doc="f's y-part: y'Bx - 1/2 y'Ay (the saddle twin) or 1/2 y'Ay (bilevel, same Phi)")}
+    phi_curvature = "minimax"
+
+    def setup(self) -> None:
+        p = self.p
+        self._build(p["dim"], p["mu_x"], p["mu_y"], p["L"], p["b"])
+        self._constants["L_f"] = float(self._constants["L_inner_exact"])
+
+    def outer(self, x, y, batch=None):
+        xpart = 0.5 * self.mu_x * (x @ x) - self.bvec @ x
+        if self.p["form"] == "saddle":
+            return xpart + y @ (self.B @ x) - 0.5 * y @ (self.A @ y)
+        return xpart + 0.5 * y @ (self.A @ y)
+
+    def hypergradient(self, x):
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return self.mu_x * x - self.bvec + self.B.T @ self.inner_solution(x)

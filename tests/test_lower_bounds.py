@@ -24,7 +24,8 @@ def central_fd(fn, x, h=1e-5):
 
 
 CASES = [("lb-scsc", dict(dim=12, mu_x=0.1, mu_y=0.25)), ("lb-scsc", dict(dim=9, mu_x=0.01, mu_y=0.5, L=2.0, b=3.0)),
-         ("lb-csc", dict(dim=10, mu_y=0.2)), ("lb-csc", dict(dim=7, mu_y=1.0, L=1.0))]
+         ("lb-csc", dict(dim=10, mu_y=0.2)), ("lb-csc", dict(dim=7, mu_y=1.0, L=1.0)),
+         ("lb-scsc-minimax", dict(dim=12, mu_x=0.1, mu_y=0.25)), ("lb-scsc-minimax", dict(dim=9, mu_y=0.5, L=2.0, form="bilevel"))]
 
 
 def rand_x(p, seed=0):
@@ -159,3 +160,22 @@ def test_mutations_are_well_formed_and_each_patch_breaks_its_mechanism():
         with patch():
             assert effects[name](), name  # patched: broken
         assert not effects[name](), name  # undone
+
+
+def test_minimax_twin_is_the_saddle_point_of_the_same_matrices():
+    """lb-scsc-minimax's y*(x) maximises its f (grad_y f(x, y*) = 0, f concave in y: the saddle point), its hypergradient
+    is then grad_x f(x, y*) (Danskin), both forms share one Phi, whose Hessian is mu_x I + B'A^-1 B against lb-scsc's
+    mu_x I + B'A^-2 B; the span bound is smaller on the twin (A^-1's chain decays faster than A^-2's)."""
+    kw = dict(dim=200, mu_x=0.1, mu_y=0.1)
+    tw, tb, bl = (harness.problem("lb-scsc-minimax", form="saddle", **kw), harness.problem("lb-scsc-minimax", form="bilevel", **kw),
+                  harness.problem("lb-scsc", **kw))
+    x = rand_x(tw, 3)
+    y = tw.inner_solution(x)
+    gx, gy = torch.func.grad(tw.outer, argnums=(0, 1))(x, y)
+    assert float(torch.linalg.norm(gy)) < 1e-10 and torch.allclose(gx, tw.hypergradient(x), atol=1e-10)
+    assert float(tw.outer(x, y + 1e-3 * rand_x(tw, 4))) < float(tw.outer(x, y))
+    assert tw.value(x) == pytest.approx(tb.value(x), rel=1e-12) and torch.allclose(tw.hypergradient(x), tb.hypergradient(x))
+    M = torch.linalg.solve(tw.A, tw.B)
+    assert torch.allclose(tw.hessian_phi(), 0.1 * torch.eye(200, dtype=torch.float64) + tw.B.T @ M, atol=1e-12)
+    assert torch.allclose(bl.hessian_phi(), 0.1 * torch.eye(200, dtype=torch.float64) + M.T @ M, atol=1e-12)
+    assert tw.calls_lower_bound(1e-4) < bl.calls_lower_bound(1e-4)
