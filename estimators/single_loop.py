@@ -19,6 +19,8 @@ Oracle accounting (tested): per call 1 grad_x f, 1 grad_y f, 1 grad_y g, 1 HV, 1
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 import harness
@@ -87,10 +89,14 @@ class TTSA(BSA):
 
     params = {**BSA.params, "inner_steps": Param("int", default=1, low=1, doc="SGD steps on y per outer iteration"),
               "decay": DECAY}
+    #: y warm-started from the previous iteration's (False only in the negative control of ``ttsa-stationarity-rate``:
+    #: y restarts from init_inner(x), so the fast timescale no longer tracks y*(x_t))
+    track_y: ClassVar[bool] = True
 
     def estimate(self, oracles, x, noise, state=None):
         t = state["t"] if state is not None and "t" in state else torch.zeros((), dtype=x.dtype)
-        y0 = state["y"].detach() if state is not None and "y" in state else oracles.init_inner(x)
+        warm = self.track_y and state is not None and "y" in state
+        y0 = state["y"].detach() if warm else oracles.init_inner(x)
         lr = self.inner_lr(oracles) * (t + 1.0) ** (-float(self.p["decay"]))
         y, _ = inner_gd(oracles, x, y0, self.inner_steps(oracles), lr, step_batches(oracles, noise))
         gx, v0 = oracles.grad_f(x, y, batch_of(noise, "outer"))
