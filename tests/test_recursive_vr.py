@@ -1,0 +1,259 @@
+"""SRBA and VRBO (estimators/recursive_vr.py): exact truth on deterministic and finite-sum problems, the
+SARAH recursion and the full-batch refresh checked term by term, and their oracle counts."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import harness
+from estimators.recursive_vr import SRBA
+from harness.oracles import ORACLE_NAMES, Oracles
+from harness.outer import outer_loop
+from harness.sampling import estimate
+
+ZERO = dict.fromkeys(ORACLE_NAMES, 0)
+
+
+@pytest.fixture(scope="module")
+def quad():
+    return harness.problem("quadratic", dim=5, kappa=4, rho=1.0)
+
+
+@pytest.fixture(scope="module")
+def fquad():
+    """Finite-sum quadratic (n = m = 20) whose population problem is ``quad``."""
+    return harness.problem("quadratic", dim=5, kappa=4, rho=1.0, noise=0.5, n_samples=20)
+
+
+@pytest.fixture(scope="module")
+def fquad2():
+    """kappa = 2: VRBO's Q-term Neumann series has a small truncation bias at Q = 25 (0.5^25)."""
+    return harness.problem("quadratic", dim=5, kappa=2, rho=1.0, noise=0.5, n_samples=20)
+
+
+@pytest.fixture(scope="module")
+def logreg():
+    return harness.problem("logreg-l2", n_train=30, n_val=30, features=4, classes=2, informative=2, outer_reg=0.1)
+
+
+def _x(p, seed=3):
+    return p.x0() + 0.3 * torch.randn(p.dim_x, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def neumann_stationary_point(p, Q: int, eta: float) -> torch.Tensor:
+    """The zero of VRBO's full-batch direction on a quadratic: rho x + B^T N (y*(x) - c) = 0 with the truncated
+    Neumann series N = eta sum_{i=0}^{Q} (I - eta A)^i (exact A^-1 as Q -> infinity)."""
+    A, B, b, c, rho = p.A, p.B, p.b, p.c, p.p["rho"]
+    M = torch.eye(p.dim_y, dtype=torch.float64) - eta * A
+    N = eta * sum(torch.linalg.matrix_power(M, i) for i in range(Q + 1))
+    Ai = torch.linalg.inv(A)
+    H = rho * torch.eye(p.dim_x, dtype=torch.float64) + B.T @ N @ Ai @ B
+    return torch.linalg.solve(H, -B.T @ N @ (Ai @ b - c))
+
+
+def _steps(p, e, x, T, seed=0, states=False):
+    """T calls of ``e`` at a fixed x, state carried; (estimates, counts per call, states after each call, noise)."""
+    o = Oracles(p)
+    noise = e.draw(p, torch.Generator().manual_seed(seed), T) or {}
+    st, out = None, []
+    for t in range(T):
+        o.reset()
+        nz = {k: v[t] for k, v in noise.items()}
+        est = e.estimate(o, x, nz, st)
+        out.append((est.grad, o.snapshot(), st, est.state, nz))
+        st = est.state
+    return out
+
+
+def _population_directions(twin, x, y, v):
+    """SOBA's exact (population) directions at (x, y, v), on the finite sum's deterministic twin."""
+    o = Oracles(twin)
+    gx, gy = o.grad_f(x, y)
+    hv, jv = o.hvp_jvp(x, y, v)
+    return o.grad_y_g(x, y), hv + gy, gx + jv
+
+
+# -- (a) deterministic problems: the outer loop reaches the known stationary point --------------------------------
+@pytest.mark.parametrize("pname,lr,T", [("quad", 0.3, 300), ("logreg", 2.0, 300)])
+def test_srba_deterministic_outer_loop_reaches_stationary_point(request, pname, lr, T):
+    p = request.getfixturevalue(pname)
+    tr = outer_loop(p, harness.estimator("srba"), T, lr, eval_every=T)
+    assert not tr.diverged and tr.grad_norm_sq[-1] < 1e-20 and tr.dist[-1] < 1e-9, (tr.grad_norm_sq, tr.dist)
+
+
+def test_vrbo_deterministic_quadratic_reaches_neumann_point_and_stationary_point(quad):
+    Q = 60
+    tr = outer_loop(quad, harness.estimator("vrbo", solver_steps=Q, inner_steps=2), 150, 0.3, eval_every=150)
+    xq = neumann_stationary_point(quad, Q, 1.0 / quad.constants["L"])
+    assert float(torch.linalg.norm(tr.x_final - xq)) < 1e-11
+    assert tr.grad_norm_sq[-1] < 1e-14 and tr.dist[-1] < 1e-7, (tr.grad_norm_sq, tr.dist)
+
+
+def test_vrbo_deterministic_logreg_reaches_stationary_point(logreg):
+    tr = outer_loop(logreg, harness.estimator("vrbo", solver_steps=150, inner_steps=3), 150, 2.0, eval_every=150)
+    assert not tr.diverged and tr.grad_norm_sq[-1] < 1e-13 and tr.dist[-1] < 1e-5, (tr.grad_norm_sq, tr.dist)
+
+
+# -- (b) finite sums: variance reduction (constant steps; SOBA / stocBiO stall at a noise floor) ------------------
+def test_srba_finite_sum_converges_where_soba_stalls(fquad):
+    kw, lr, T = {"inner_lr": 0.1, "solver_lr": 0.1}, 0.1, 500
+    tr = outer_loop(fquad, harness.estimator("srba", **kw), T, lr, eval_every=10)
+    assert not tr.diverged and tr.grad_norm_sq[-1] < 1e-14 and tr.dist[-1] < 1e-7, tr.grad_norm_sq[-5:]
+    soba = outer_loop(fquad, harness.estimator("soba", **kw), T, lr, eval_every=10)
+    floor = sum(soba.grad_norm_sq[len(soba.grad_norm_sq) // 2:]) / (len(soba.grad_norm_sq) - len(soba.grad_norm_sq) // 2)
+    assert floor > 1e-3
+
+
+def test_srba_finite_sum_logreg_converges():
+    p = harness.problem("logreg-l2", n_train=30, n_val=30, features=4, classes=2, informative=2, outer_reg=0.1,
+                        stochastic=True)
+    tr = outer_loop(p, harness.estimator("srba", inner_lr=0.3, solver_lr=0.3), 900, 0.5, eval_every=900)
+    assert not tr.diverged and tr.grad_norm_sq[-1] < 1e-14 and tr.dist[-1] < 1e-6, (tr.grad_norm_sq, tr.dist)
+
+
+def test_vrbo_finite_sum_converges_where_stocbio_stalls(fquad2):
+    Q, lr, T = 25, 0.2, 150
+    tr = outer_loop(fquad2, harness.estimator("vrbo", solver_steps=Q, inner_steps=2, inner_lr=lr), T, lr, eval_every=T)
+    xq = neumann_stationary_point(fquad2, Q, 1.0 / fquad2.constants["L"])
+    assert float(torch.linalg.norm(tr.x_final - xq)) < 1e-8
+    assert tr.grad_norm_sq[-1] < 1e-14 and tr.dist[-1] < 1e-7, (tr.grad_norm_sq, tr.dist)
+    sb = outer_loop(fquad2, harness.estimator("stocbio", solver_steps=Q, inner_steps=2, inner_lr=lr), 80, lr, eval_every=4)
+    assert min(sb.grad_norm_sq[len(sb.grad_norm_sq) // 2:]) > 1e-4
+
+
+# -- the mechanism, term by term -------------------------------------------------------------------------------------
+def test_srba_step_is_the_sarah_recursion_and_refresh_is_the_full_batch(fquad, quad):
+    """Between refreshes d_t - d_{t-1} = h_i(z_t) - h_i(z_{t-1}) on the drawn sample; at t = 0 mod q, d_t is the
+    exact (population) direction; and y, v move by -rho d."""
+    q, rho = 4, 0.1
+    e = harness.estimator("srba", inner_lr=rho, solver_lr=rho, period=q)
+    x = _x(fquad)
+    runs = _steps(fquad, e, x, 9)
+    o = Oracles(fquad)
+    for t, (g, _, prev, st, nz) in enumerate(runs):
+        y, v = (fquad.init_inner(x), torch.zeros(fquad.dim_y, dtype=torch.float64)) if prev is None else (prev["y"], prev["v"])
+        if t % q == 0:
+            want = _population_directions(quad, x, y, v)
+        else:
+            b = {k[len("sample/"):]: val for k, val in nz.items()}
+            new = SRBA.directions(o, x, y, v, b)
+            old = SRBA.directions(o, prev["x_prev"], prev["y_prev"], prev["v_prev"], b)
+            want = tuple(prev[k] + a - c for k, a, c in zip(("d_y", "d_v", "d_x"), new, old))
+        for k, w in zip(("d_y", "d_v", "d_x"), want):
+            assert torch.allclose(st[k], w, atol=1e-12, rtol=0), (t, k)
+        assert torch.equal(g, st["d_x"])
+        assert torch.allclose(st["y"], y - rho * st["d_y"], atol=1e-15) and torch.allclose(st["v"], v - rho * st["d_v"], atol=1e-15)
+
+
+def test_vrbo_inner_loop_is_the_spider_recursion_and_refresh_is_the_full_batch(fquad2):
+    """Call k > 0 runs D recursive steps from the last evaluated point (the first carries the change of x), then
+    refreshes u, w to the full-batch values at (x_k, y_k) when k = 0 mod q."""
+    Q, D, q, beta = 6, 2, 3, 0.2
+    e = harness.estimator("vrbo", solver_steps=Q, inner_steps=D, inner_lr=beta, period=q)
+    o = Oracles(fquad2)
+    gen = torch.Generator().manual_seed(4)
+    xs = [_x(fquad2, s) for s in range(7)]  # a moving x, so the recursion's first step sees x change
+    noise = e.draw(fquad2, gen, len(xs))
+    st = None
+    for k, x in enumerate(xs):
+        nz = {key: val[k] for key, val in noise.items()}
+        est = e.estimate(o, x, nz, st)
+        if st is None:
+            want_y, (want_u, want_w) = fquad2.init_inner(x), e.full(o, x, fquad2.init_inner(x))
+            ze = (x, want_y)
+        else:
+            y, u, w, ze = st["y"], st["u"], st["w"], (st["x_eval"], st["y_eval"])
+            for t in range(D):
+                nu, nw = e.small(o, x, y, nz, t)
+                ou, ow = e.small(o, *ze, nz, t)
+                u, w, ze = u + nu - ou, w + nw - ow, (x, y)
+                y = y - beta * u
+            want_y, want_u, want_w = y, u, w
+            if k % q == 0:
+                want_u, want_w = e.full(o, x, y)
+                ze = (x, y)
+                exact = Oracles(harness.problem("quadratic", dim=5, kappa=2, rho=1.0))
+                assert torch.allclose(want_u, exact.grad_y_g(x, y), atol=1e-12)
+        st = est.state
+        assert torch.allclose(st["y"], want_y, atol=1e-12) and torch.allclose(st["u"], want_u, atol=1e-12)
+        assert torch.allclose(st["w"], want_w, atol=1e-12) and torch.equal(est.grad, st["w"])
+        assert torch.equal(st["x_eval"], ze[0]) and torch.allclose(st["y_eval"], ze[1], atol=1e-12)
+
+
+def test_vrbo_full_batch_direction_is_the_truncated_neumann_hypergradient(fquad2):
+    """grad-hat f on the whole finite sum at y*(x): rho x + B^T N (y* - c), N = eta sum_{i<=Q} (I - eta A)^i."""
+    Q = 7
+    e = harness.estimator("vrbo", solver_steps=Q)
+    x = _x(fquad2)
+    y = fquad2.inner_solution(x)
+    u, w = e.full(Oracles(fquad2), x, y)
+    eta = 1.0 / fquad2.constants["L"]
+    M = torch.eye(5, dtype=torch.float64) - eta * fquad2.A
+    N = eta * sum(torch.linalg.matrix_power(M, i) for i in range(Q + 1))
+    assert torch.allclose(w, x + fquad2.B.T @ N @ (y - fquad2.c), atol=1e-12)
+    assert float(torch.linalg.norm(u)) < 1e-12
+
+
+# -- (c) oracle counts --------------------------------------------------------------------------------------------
+def test_srba_counts_per_step_and_at_refresh(fquad):
+    n, m = fquad.finite_sum
+    q = 5
+    runs = _steps(fquad, harness.estimator("srba", period=q), _x(fquad), 11)
+    full = {**ZERO, "grad_x_f": m, "grad_y_f": m, "grad_y_g": n, "hvp": n, "jvp": n}
+    step = {**ZERO, "grad_x_f": 2, "grad_y_f": 2, "grad_y_g": 2, "hvp": 2, "jvp": 2}
+    for t, (_, calls, *_rest) in enumerate(runs):
+        assert calls == (full if t % q == 0 else step), t
+
+
+def test_srba_refresh_counts_chunks_of_batch_size(fquad):
+    n, m = fquad.finite_sum
+    runs = _steps(fquad, harness.estimator("srba", batch_size=3, period=2), _x(fquad), 3)
+    c = -(-n // 3)
+    assert runs[0][1] == {**ZERO, "grad_x_f": -(-m // 3), "grad_y_f": -(-m // 3), "grad_y_g": c, "hvp": c, "jvp": c}
+    assert runs[1][1] == {**ZERO, "grad_x_f": 2, "grad_y_f": 2, "grad_y_g": 2, "hvp": 2, "jvp": 2}
+    assert runs[2][1] == runs[0][1]
+    assert harness.estimator("srba").period(Oracles(fquad)) == n + m
+    assert harness.estimator("srba", batch_size=4).period(Oracles(fquad)) == (n + m) // 4
+
+
+def test_srba_first_call_counts_through_harness_estimate(fquad, quad):
+    n, m = fquad.finite_sum
+    c = estimate(fquad, harness.estimator("srba"), _x(fquad), n=3).mean_calls()
+    assert c == {**ZERO, "grad_x_f": m, "grad_y_f": m, "grad_y_g": n, "hvp": n, "jvp": n}
+    c = estimate(quad, harness.estimator("srba"), _x(quad), n=2).mean_calls()
+    assert c == {**ZERO, "grad_x_f": 1, "grad_y_f": 1, "grad_y_g": 1, "hvp": 1, "jvp": 1}
+    one = _steps(quad, harness.estimator("srba"), _x(quad), 3)
+    assert all(r[1] == {**ZERO, "grad_x_f": 1, "grad_y_f": 1, "grad_y_g": 1, "hvp": 1, "jvp": 1} for r in one)
+
+
+def test_vrbo_counts_per_call_and_at_refresh(fquad):
+    n, m = fquad.finite_sum
+    Q, D, q = 4, 3, 3
+    runs = _steps(fquad, harness.estimator("vrbo", solver_steps=Q, inner_steps=D, period=q), _x(fquad), 7)
+    full = {**ZERO, "grad_x_f": m, "grad_y_f": m, "grad_y_g": n, "hvp": Q * n, "jvp": n}
+    inner = {**ZERO, "grad_x_f": 2 * D, "grad_y_f": 2 * D, "grad_y_g": 2 * D, "hvp": 2 * D * Q, "jvp": 2 * D}
+    assert runs[0][1] == full  # the first call: the large batch at (x_0, y_0), no inner loop
+    for k in range(1, 7):
+        want = {key: inner[key] + (full[key] if k % q == 0 else 0) for key in ORACLE_NAMES}
+        assert runs[k][1] == want, k
+    assert harness.estimator("vrbo", inner_steps=D).period(Oracles(fquad)) == round((n + m) / (2 * D))
+
+
+def test_vrbo_counts_deterministic_and_through_harness_estimate(quad, fquad):
+    Q, D = 5, 3
+    e = harness.estimator("vrbo", solver_steps=Q, inner_steps=D)
+    runs = _steps(quad, e, _x(quad), 3)
+    hyper = {"grad_x_f": 1, "grad_y_f": 1, "hvp": Q, "jvp": 1}
+    assert runs[0][1] == {**ZERO, **hyper}
+    assert runs[1][1] == runs[2][1] == {**ZERO, **hyper, "grad_y_g": D}
+    n, m = fquad.finite_sum
+    c = estimate(fquad, e, _x(fquad), n=2).mean_calls()
+    assert c == {**ZERO, "grad_x_f": m, "grad_y_f": m, "grad_y_g": n, "hvp": Q * n, "jvp": n}
+
+
+@pytest.mark.parametrize("name", ["srba", "vrbo"])
+def test_rejects_stochastic_problem_without_finite_sum(name):
+    p = harness.problem("quadratic", dim=3, noise=0.3)
+    with pytest.raises(harness.errors.ParameterError, match="finite-sum"):
+        harness.estimator(name).draw(p, torch.Generator(), 2)
+
