@@ -293,8 +293,30 @@ def validate_cells(matrix: Matrix) -> None:
             api.estimator(c.estimator, **c.estimator_params)
             fn = METRICS.get(c.metric)
             validate(f"metric {c.metric!r}", getattr(fn, "params", {}), c.metric_params)
+            _check_data_files(c)
         except BlobenchError as exc:
             raise MatrixError(f"{matrix.path}: experiment {c.experiment!r}: {exc}") from None
+
+
+def _check_data_files(c: Cell) -> None:
+    """The data files a cell's problem reads (``data_files``) exist, before anything runs: a missing one is the
+    loader's one-line error (which file, where to put it, where to get it) and the run stops with exit 2 instead
+    of failing every one of its cells."""
+    from .data import DataError, data_dir, data_path, source_hint
+    from .params import validate
+    from .registry import PROBLEMS
+
+    cls = PROBLEMS.get(c.problem)
+    files = getattr(cls, "data_files", None)
+    if files is None:
+        return
+    for p in files(validate(f"problem {c.problem!r}", getattr(cls, "params", {}), c.problem_params)):
+        p = Path(p)
+        if p.is_file():
+            continue
+        if p.parent == data_dir():
+            data_path(p.name)  # raises the loader's message
+        raise DataError(f"data file {str(p)!r} not found; it is available from {source_hint(p.name)}")
 
 
 def _file_digest(path: str | None, cache: dict[str, str]) -> str:

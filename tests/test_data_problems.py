@@ -139,6 +139,21 @@ def test_missing_files_are_one_line_exit_2_through_the_cli(datadir, capsys):
     assert code == 2 and "news20.scale" in capsys.readouterr().err
 
 
+def test_run_with_a_missing_data_file_stops_up_front_with_exit_2(datadir, tmp_path, monkeypatch, capsys):
+    """`run` checks every cell's data files before any cell starts: one line naming the file, exit 2, nothing
+    written (before, each cell failed on its own and the run ended with exit 3)."""
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "m.toml"
+    spec.write_text('name = "m"\n[[experiment]]\nname = "e"\nproblem = "libsvm-multilogreg"\n'
+                    'problem_params = { dataset = "covtype", n_train = 40, n_val = 20 }\nestimators = ["exact"]\n'
+                    'metric = "bias_variance"\nmetric_params = { samples = 2 }\n')
+    code = main(["run", str(spec), "--run-id", "r"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0, err
+    assert "data file 'covtype' not found: put it in" in err and "covtype.scale" in err
+    assert not (tmp_path / "runs" / "r").exists() or not any((tmp_path / "runs" / "r").rglob("*.parquet"))
+
+
 def test_data_dir_overrides_the_environment(datadir, tmp_path_factory, capsys, monkeypatch):
     other = tmp_path_factory.mktemp("elsewhere")
     _multiclass_file(other / "only-here", seed=5)
