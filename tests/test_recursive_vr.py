@@ -123,26 +123,31 @@ def test_vrbo_finite_sum_converges_where_stocbio_stalls(fquad2):
 
 # -- the mechanism, term by term -------------------------------------------------------------------------------------
 def test_srba_step_is_the_sarah_recursion_and_refresh_is_the_full_batch(fquad, quad):
-    """Between refreshes d_t - d_{t-1} = h_i(z_t) - h_i(z_{t-1}) on the drawn sample; at t = 0 mod q, d_t is the
-    exact (population) direction; and y, v move by -rho d."""
+    """Between refreshes d_t - d_{t-1} = h_i(z_t) - h_i(z_{t-1}) on the drawn sample, z = (x, y, v) with a moving x;
+    at t = 0 mod q, d_t is the exact (population) direction; and y, v move by -rho d."""
     q, rho = 4, 0.1
     e = harness.estimator("srba", inner_lr=rho, solver_lr=rho, period=q)
-    x = _x(fquad)
-    runs = _steps(fquad, e, x, 9)
     o = Oracles(fquad)
-    for t, (g, _, prev, st, nz) in enumerate(runs):
-        y, v = (fquad.init_inner(x), torch.zeros(fquad.dim_y, dtype=torch.float64)) if prev is None else (prev["y"], prev["v"])
+    xs = [_x(fquad, s) for s in range(9)]
+    noise = e.draw(fquad, torch.Generator().manual_seed(2), len(xs))
+    y, v = fquad.init_inner(xs[0]), torch.zeros(fquad.dim_y, dtype=torch.float64)
+    st = None
+    for t, x in enumerate(xs):
+        nz = {k: val[t] for k, val in noise.items()}
+        prev, est = st, e.estimate(o, x, nz, st)
+        st = est.state
         if t % q == 0:
             want = _population_directions(quad, x, y, v)
-        else:
+        else:  # the previous point is the test's own record (x_old, y_old, v_old), not the estimator's
             b = {k[len("sample/"):]: val for k, val in nz.items()}
             new = SRBA.directions(o, x, y, v, b)
-            old = SRBA.directions(o, prev["x_prev"], prev["y_prev"], prev["v_prev"], b)
+            old = SRBA.directions(o, x_old, y_old, v_old, b)
             want = tuple(prev[k] + a - c for k, a, c in zip(("d_y", "d_v", "d_x"), new, old))
         for k, w in zip(("d_y", "d_v", "d_x"), want):
             assert torch.allclose(st[k], w, atol=1e-12, rtol=0), (t, k)
-        assert torch.equal(g, st["d_x"])
+        assert torch.equal(est.grad, st["d_x"])
         assert torch.allclose(st["y"], y - rho * st["d_y"], atol=1e-15) and torch.allclose(st["v"], v - rho * st["d_v"], atol=1e-15)
+        x_old, y_old, v_old, y, v = x, y, v, st["y"], st["v"]
 
 
 def test_vrbo_inner_loop_is_the_spider_recursion_and_refresh_is_the_full_batch(fquad2):
