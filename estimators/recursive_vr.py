@@ -21,7 +21,7 @@ directions (Dagreou et al. 2022, arXiv 2201.13409, eqs. 4-6; :mod:`estimators.si
 estimated by the recursion with one index pair (i, j) per step (a minibatch of ``batch_size``), reset to
 the full-batch directions when t = 0 mod q; then y <- y - rho D_y, v <- v - rho' D_v, and the shared outer
 loop takes x <- x - gamma D_x. State: (y, v), the previous point (x, y, v)_{t-1}, the three directions, t.
-Default q = ceil((n + m) / batch_size): one full pass costs as many samples as q single-sample steps (the
+Default q = round((n + m) / batch_size): one full pass costs as many samples as q single-sample steps (the
 paper's Theorem takes q of order n + m with unit batches, as recalled; its rho, gamma ~ (n + m)^-1/2 are
 left to the user: ``inner_lr``, ``solver_lr`` and the outer loop's step). Deviation: the paper projects v
 onto a ball (a device of its analysis); here v is not projected (the iterates stay bounded on the
@@ -32,7 +32,8 @@ VRBO (Yang, Ji, Liang, "Provably Faster Algorithms for Bilevel Optimization", Ne
 arXiv 2106.04692, Algorithm 2): recursive estimates u of grad_y g and w of the stocBiO-type
 hypergradient (their eq. for grad-hat f, Ji et al. 2021's Algorithm 3 with Q Hessian batches B_j)
 
-    grad-hat f(x, y; S) = grad_x f(x, y; D_F) - grad2_xy g(x, y; D_G) eta sum_{q=-1}^{Q-1} prod_{j=Q-q}^{Q} (I - eta H_j) grad_y f(x, y; D_F),
+    grad-hat f(x, y; S) = grad_x f(x, y; D_F)
+                          - grad2_xy g(x, y; D_G) eta sum_{q=-1}^{Q-1} prod_{j=Q-q}^{Q} (I - eta H_j) grad_y f(x, y; D_F),
 
 one sample set S = (D_G, D_F, B_1..B_Q) shared by the two points of each recursion step. Outer
 iteration k: if k = 0 mod q, u_k, w_k are the full-batch values at (x_k, y_k) (the paper's large batch
