@@ -8,6 +8,21 @@ Def. 2's complexity measures; Ji & Liang 2023, Sec. 2). Accuracy is Phi(x) - Phi
 objective and ||grad Phi(x)||^2 otherwise (``criterion="auto"`` picks the first when the problem declares
 a ``mu_x`` constant, i.e. a known convex Phi, and the problem knows Phi*).
 
+The *stopping rule* (``stopping``) says which iterate counts as having reached eps. ``"first-iterate"`` (the
+default, and the only rule for deterministic methods): the first iterate of the one trajectory whose accuracy
+is <= eps. For stochastic methods that rule stops at the first lucky iterate of one noisy trajectory (an
+estimator stuck at its noise floor dips below eps now and then), so two rules over ``seeds`` independent runs
+are offered, each seed's randomness drawn from its own generator (seed ``seed * seeds + s``, s < seeds):
+
+- ``"seed-mean"``: the first evaluation point k at which mean_s acc(x_k^s) <= eps (E acc(x_k) estimated over
+  the seeds);
+- ``"running-mean"``: the first K <= max_steps at which (1/K) sum_{k<K} mean_s acc(x_k^s) <= eps, the
+  quantity that stochastic nonconvex theorems bound (Ji, Yang, Liang 2021, Thm 3: (1/K) sum_k
+  E||grad Phi(x_k)||^2), with the calls counted up to x_{K-1}.
+
+Both run every seed for ``max_steps`` iterations (no early stop: the mean needs them all) and report the calls
+averaged over the seeds (identical across seeds for fixed-length estimators such as stocBiO).
+
 Beside each measurement it writes the problem's own lower bound when it has one (the chain instances'
 exact zero-respecting bound, ``calls_lower_bound(eps)``, problems/lb_scsc.py) and each method's upper-bound
 *order* (:func:`upper_bound_order`), so the report can draw measured calls against both bounds on log-log
@@ -27,6 +42,7 @@ from .params import Param
 from .registry import register_metric
 
 CRITERIA = ("auto", "value_gap", "grad_norm_sq")
+STOPPING = ("first-iterate", "seed-mean", "running-mean")
 BUDGET_RULES = ("fixed", "theory")
 
 
@@ -96,14 +112,29 @@ def fit_exponent(x: Any, y: Any, level: float = 0.95) -> dict[str, float]:
 
 
 def calls_to_target(problem, estimator, eps: list[float], criterion: str = "auto", max_steps: int = 5000,
-                    outer_lr: float | None = None, momentum: str = "auto", seed: int = 0) -> dict[str, Any]:
+                    outer_lr: float | None = None, momentum: str = "auto", seed: int = 0,
+                    stopping: str = "first-iterate", seeds: int = 1) -> dict[str, Any]:
     """Run the outer loop until the smallest eps is reached (or ``max_steps``) and return, per eps, the counted
-    oracle calls (by kind) and the iteration of the first iterate that reaches it (None if never)."""
+    oracle calls (by kind) and the iteration of the first iterate that reaches it (None if never).
+
+    ``stopping`` (module docstring): "first-iterate" (default; ``seeds`` must be 1), or "seed-mean" /
+    "running-mean" over ``seeds`` runs (:func:`_stochastic_calls_to_target`)."""
+    from .errors import ParameterError
     from .outer import outer_loop
 
+    if stopping not in STOPPING:
+        raise ParameterError(f"complexity: stopping must be one of {STOPPING}, got {stopping!r}")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ParameterError(f"complexity: seeds must be an integer >= 1, got {seeds!r}")
+    if stopping == "first-iterate" and seeds != 1:
+        raise ParameterError("complexity: stopping='first-iterate' follows one trajectory (seeds=1); use "
+                             "'seed-mean' or 'running-mean' to average over seeds")
     crit = resolve_criterion(problem, criterion)
     c = problem.constants
     lr = outer_lr if outer_lr is not None else 1.0 / float(c.get("L_phi", c.get("L", 1.0)))
+    if stopping != "first-iterate":
+        return _stochastic_calls_to_target(problem, estimator, eps, crit, max_steps, lr, momentum, seed, stopping,
+                                           seeds)
     target = min(eps)
     tr = outer_loop(problem, estimator, max_steps, lr, seed=seed, momentum=momentum,
                     stop=lambda t: getattr(t, crit)[-1] <= target)
@@ -120,6 +151,39 @@ def calls_to_target(problem, estimator, eps: list[float], criterion: str = "auto
     return out
 
 
+def _stochastic_calls_to_target(problem, estimator, eps: list[float], crit: str, max_steps: int, lr: float,
+                                momentum: str, seed: int, stopping: str, seeds: int) -> dict[str, Any]:
+    """``seeds`` full-length runs (seeds ``seed * seeds + s``); per eps the first point at which the seed-mean
+    ("seed-mean") or its running average over x_0 .. x_{K-1} ("running-mean") is <= eps, with the counted
+    calls up to that iterate averaged over the seeds. A run that diverges ends the common horizon there."""
+    from .outer import outer_loop
+
+    trs = [outer_loop(problem, estimator, max_steps, lr, seed=seed * seeds + s, momentum=momentum)
+           for s in range(seeds)]
+    n = min(len(tr.iters) for tr in trs)
+    m = np.mean(np.asarray([getattr(tr, crit)[:n] for tr in trs], float), 0)
+    if stopping == "running-mean":
+        m = m[:max_steps]  # the theorem's K <= max_steps iterates x_0 .. x_{K-1}
+        curve = np.cumsum(m) / np.arange(1, m.size + 1)
+    else:
+        curve = m
+    out: dict[str, Any] = {"criterion": crit, "stopping": stopping, "seeds": seeds, "outer_lr": lr,
+                           "iterations_run": trs[0].iters[n - 1], "diverged": any(tr.diverged for tr in trs),
+                           "final": float(curve[-1]), "by_eps": {}}
+    for e in eps:
+        hit = np.nonzero(curve <= e)[0]
+        if hit.size == 0:
+            out["by_eps"][e] = None
+            continue
+        i = int(hit[0])
+        calls = {k: float(np.mean([tr.calls[k][i] for tr in trs])) for k in ORACLE_NAMES}
+        row = {"iteration": trs[0].iters[i], **calls_by_kind(calls)}
+        if stopping == "running-mean":
+            row["averaged_iterates"] = i + 1
+        out["by_eps"][e] = row
+    return out
+
+
 def resolve_criterion(problem, criterion: str) -> str:
     if criterion != "auto":
         return criterion
@@ -130,9 +194,11 @@ def resolve_criterion(problem, criterion: str) -> str:
 @register_metric("complexity")
 def complexity(ctx, eps: list | None = None, criterion: str = "auto", max_steps: int = 5000,
                outer_lr: float | None = None, momentum: str = "auto", budget_rule: str = "theory",
-               budget_scale: float = 1.0) -> list[dict[str, Any]]:
+               budget_scale: float = 1.0, stopping: str = "first-iterate", seeds: int = 1) -> list[dict[str, Any]]:
     """Oracle calls (Gc(f), Gc(g), JV, HV, total) to reach Phi - Phi* <= eps (convex Phi) or ||grad Phi||^2 <= eps,
-    with the problem's lower bound and the method's upper-bound order beside each (Ji & Liang 2023)."""
+    with the problem's lower bound and the method's upper-bound order beside each (Ji & Liang 2023).
+    ``stopping``/``seeds``: which iterate counts (module docstring); the stochastic rules add the columns
+    ``stopping``, ``seeds`` and ``batch_size_used`` (samples = calls x batch size) to every row."""
     from .errors import ParameterError
 
     eps = list(eps if eps is not None else [1e-2, 1e-4, 1e-6])
@@ -143,12 +209,16 @@ def complexity(ctx, eps: list | None = None, criterion: str = "auto", max_steps:
     overrides = theory_budget(ctx.estimator_name, ctx.estimator_params, c, budget_scale) if budget_rule == "theory" else {}
     overrides = {k: v for k, v in overrides.items() if k in type(ctx.estimator()).params}
     est = ctx.estimator(**overrides)
-    res = calls_to_target(p, est, eps, criterion, max_steps, outer_lr, momentum, seed=ctx.seed)
+    res = calls_to_target(p, est, eps, criterion, max_steps, outer_lr, momentum, seed=ctx.seed, stopping=stopping,
+                          seeds=seeds)
     crit = res["criterion"]
     base = {"criterion": crit, "kappa_x": c.get("kappa_x", float("nan")), "kappa_y": c.get("kappa_y", c.get("kappa")),
             "mu_x": c.get("mu_x", float("nan")), "mu_y": c.get("mu_y", c.get("mu", float("nan"))),
             "inner_steps_used": float(est.p.get("inner_steps") or float("nan")),
             "solver_steps_used": float(est.p.get("solver_steps", float("nan")) or float("nan"))}
+    if stopping != "first-iterate":  # default rows keep their columns exactly
+        base.update({"stopping": stopping, "seeds": float(seeds),
+                     "batch_size_used": float(est.p.get("batch_size", float("nan")) or float("nan"))})
     rows: list[dict[str, Any]] = []
     lb = getattr(p, "calls_lower_bound", None)
     for e in eps:
@@ -160,7 +230,9 @@ def complexity(ctx, eps: list | None = None, criterion: str = "auto", max_steps:
         else:
             rows.append({**row, "quantity": "calls_to_eps", "value": hit["total"], "reached": 1.0,
                          "iterations": float(hit["iteration"]),
-                         **{f"calls_{k}": hit[k] for k in ("Gc_f", "Gc_g", "JV", "HV")}})
+                         **{f"calls_{k}": hit[k] for k in ("Gc_f", "Gc_g", "JV", "HV")},
+                         **({"averaged_iterates": float(hit["averaged_iterates"])}
+                            if "averaged_iterates" in hit else {})})
         if lb is not None and crit == "value_gap":
             rows.append({**row, "quantity": "lower_bound_calls", "value": float(lb(e))})
     rows.append({**base, "quantity": "diverged", "value": float(res["diverged"])})
@@ -177,6 +249,10 @@ complexity.params = {
     "budget_rule": Param("str", default="theory", choices=BUDGET_RULES,
                          doc="theory: inner/solver steps from kappa_y as each method's analysis sets them; fixed: as given"),
     "budget_scale": Param("float", default=1.0, low=0, low_open=True, doc="multiplier of the theory budgets"),
+    "stopping": Param("str", default="first-iterate", choices=STOPPING,
+                      doc="which iterate reaches eps: the first of one run (deterministic methods), or over `seeds` "
+                          "runs the first whose seed-mean / running average of the accuracy is <= eps (stochastic)"),
+    "seeds": Param("int", default=1, low=1, doc="independent runs averaged by the seed-mean / running-mean rules"),
 }
 
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 import harness
-from harness.complexity import calls_by_kind, complexity, fit_exponent, plot_complexity, upper_bound_order
+from harness.complexity import (calls_by_kind, calls_to_target, complexity, fit_exponent, plot_complexity,
+                                upper_bound_order)
 from harness.measures import CellContext
 from harness.outer import outer_loop
 
@@ -97,3 +98,116 @@ def test_plot_complexity_writes_png_and_svg(tmp_path):
     paths = plot_complexity(pd.DataFrame(rows), str(tmp_path / "complexity"))
     assert [p.rsplit(".", 1)[1] for p in paths] == ["png", "svg"]
     assert all((tmp_path / f"complexity.{e}").stat().st_size > 1000 for e in ("png", "svg"))
+
+
+# ----------------------------------------------------------------------------- stochastic stopping rules
+
+def _stoch_quadratic():
+    return harness.problem("quadratic", dim=4, kappa=2, mu=1.0, rho=1.0, noise=1.0, seed=0)
+
+
+def _stocbio_at(eps, batch=None):
+    """stocbio-sample-complexity's schedule at eps: batch ceil(2/eps), Q = D = ceil(kappa log(1/eps) / 2)."""
+    Q = math.ceil(0.5 * 2 * math.log(1 / eps))
+    return harness.estimator("stocbio", inner_steps=Q, solver_steps=Q, batch_size=batch or math.ceil(2 / eps))
+
+
+def test_running_mean_is_the_seed_averaged_running_average_of_the_exact_grad_norm():
+    p, eps, steps = _stoch_quadratic(), 0.04, 100
+    est = _stocbio_at(eps)
+    r = calls_to_target(p, est, [eps], "grad_norm_sq", max_steps=steps, outer_lr=1 / 2.2, seed=1,
+                        stopping="running-mean", seeds=2)
+    # recomputed from the outer loop's exact ||grad Phi(x_k)||^2 (problem.hypergradient), seeds 1*2+0 and 1*2+1
+    trs = [outer_loop(p, est, steps, 1 / 2.2, seed=s) for s in (2, 3)]
+    m = np.mean([tr.grad_norm_sq[:steps] for tr in trs], 0)
+    avg = np.cumsum(m) / np.arange(1, steps + 1)
+    hit = r["by_eps"][eps]
+    K = hit["averaged_iterates"]
+    assert avg[K - 1] <= eps < avg[K - 2] and (avg[: K - 1] > eps).all()
+    assert hit["iteration"] == K - 1 and r["final"] == avg[-1]
+    calls = {k: trs[0].calls[k][K - 1] for k in trs[0].calls}
+    assert all(calls[k] == trs[1].calls[k][K - 1] for k in calls)  # fixed schedule: the same counts on each seed
+    assert hit["total"] == sum(calls.values()) == (K - 1) * (2 * est.p["solver_steps"] + 3)
+    # the seed-mean rule: first k with the mean over seeds (no running average) <= eps
+    s = calls_to_target(p, est, [eps], "grad_norm_sq", max_steps=steps, outer_lr=1 / 2.2, seed=1,
+                        stopping="seed-mean", seeds=2)
+    assert s["by_eps"][eps]["iteration"] == int(np.nonzero(np.mean([tr.grad_norm_sq for tr in trs], 0) <= eps)[0][0])
+
+
+def test_running_mean_calls_grow_as_eps_shrinks_where_the_first_iterate_stops_in_the_transient():
+    p, grid = _stoch_quadratic(), [0.16, 0.08, 0.04, 0.02]
+    first, running = [], []
+    for e in grid:
+        kw = dict(max_steps=math.ceil(2.5 / e), outer_lr=1 / 2.2)
+        f = calls_to_target(p, _stocbio_at(e), [e], "grad_norm_sq", **kw)["by_eps"][e]
+        r = calls_to_target(p, _stocbio_at(e), [e], "grad_norm_sq", stopping="running-mean", seeds=2, **kw)["by_eps"][e]
+        assert f is not None and r is not None
+        first.append(f)
+        running.append(r)
+    tot = [r["total"] for r in running]
+    assert all(a < b for a, b in zip(tot, tot[1:]))
+    # K = Theta(1/eps) (Ji et al. 2021, Cor. 2): averaged iterates' exponent in 1/eps near 1
+    fit = fit_exponent([1 / e for e in grid], [r["averaged_iterates"] for r in running])
+    assert 0.7 <= fit["slope"] <= 1.4, fit
+    # the first-iterate rule stops at the first iterate below eps, inside the deterministic transient
+    assert all(f["iteration"] <= 5 for f in first)
+    assert running[-1]["iteration"] >= 10 * first[-1]["iteration"]
+    assert all(f["total"] < r["total"] for f, r in zip(first, running))
+
+
+def test_fixed_batch_never_reaches_in_running_mean_but_a_lucky_iterate_does():
+    """Negative control: the batch held at 12 (not growing with 1/eps) leaves a variance floor above eps = 0.02;
+    the running-mean rule reports it unreached, the first-iterate rule is fooled by one lucky iterate."""
+    p, e = _stoch_quadratic(), 0.02
+    kw = dict(max_steps=math.ceil(2.5 / e), outer_lr=1 / 2.2)
+    est = _stocbio_at(e, batch=12)
+    f = calls_to_target(p, est, [e], "grad_norm_sq", **kw)
+    r = calls_to_target(p, est, [e], "grad_norm_sq", stopping="running-mean", seeds=2, **kw)
+    assert f["by_eps"][e] is not None
+    assert r["by_eps"][e] is None and r["final"] > 1.5 * e
+    # the same budget with the growing batch does reach it
+    assert calls_to_target(p, _stocbio_at(e), [e], "grad_norm_sq", stopping="running-mean", seeds=2,
+                           **kw)["by_eps"][e] is not None
+
+
+def test_stochastic_rules_reduce_to_the_default_on_a_deterministic_problem():
+    p = harness.problem("quadratic", dim=4, kappa=4)
+    L_phi = float(np.linalg.eigvalsh(p.hessian_phi().numpy()).max())
+    est = harness.estimator("aid-cg", warm_start=True)
+    eps = [1e-2, 1e-4]
+    d = calls_to_target(p, est, eps, max_steps=200, outer_lr=1 / L_phi)
+    s = calls_to_target(p, est, eps, max_steps=200, outer_lr=1 / L_phi, stopping="seed-mean", seeds=3)
+    assert s["stopping"] == "seed-mean" and "stopping" not in d
+    for e in eps:
+        assert d["by_eps"][e] == s["by_eps"][e]  # every seed runs the same trajectory: the same iterate and calls
+    r = calls_to_target(p, est, eps, max_steps=200, outer_lr=1 / L_phi, stopping="running-mean", seeds=2)
+    assert r["by_eps"][1e-2]["iteration"] > d["by_eps"][1e-2]["iteration"]  # an average lags its last term
+    # and decays only as 1/K even when the iterates converge linearly: >= ||grad Phi(x_0)||^2 / 200 after 200
+    g0 = p.hypergradient(p.x0())
+    assert r["by_eps"][1e-4] is None and r["final"] >= float(g0 @ g0) / 200 > 1e-4
+
+
+def test_stopping_parameters_are_checked():
+    p = _stoch_quadratic()
+    est = _stocbio_at(0.1)
+    with pytest.raises(harness.ParameterError, match="seeds=1"):
+        calls_to_target(p, est, [0.1], max_steps=5, stopping="first-iterate", seeds=2)
+    with pytest.raises(harness.ParameterError, match="stopping"):
+        calls_to_target(p, est, [0.1], max_steps=5, stopping="best")
+    with pytest.raises(harness.ParameterError, match="seeds"):
+        calls_to_target(p, est, [0.1], max_steps=5, stopping="running-mean", seeds=0)
+    assert complexity.params["stopping"].default == "first-iterate" and complexity.params["seeds"].default == 1
+
+
+def test_complexity_metric_running_mean_rows():
+    p = _stoch_quadratic()
+    ctx = _ctx(p, "stocbio", batch_size=50, inner_steps=4, solver_steps=4)
+    rows = complexity(ctx, eps=[0.04], max_steps=100, outer_lr=1 / 2.2, budget_rule="fixed", stopping="running-mean",
+                      seeds=2)
+    r = rows[0]
+    assert r["quantity"] == "calls_to_eps" and r["reached"] == 1.0 and r["stopping"] == "running-mean"
+    assert r["seeds"] == 2.0 and r["batch_size_used"] == 50.0 and r["iterations"] == r["averaged_iterates"] - 1
+    assert r["value"] == r["calls_Gc_f"] + r["calls_Gc_g"] + r["calls_JV"] + r["calls_HV"]
+    default = complexity(ctx, eps=[0.04], max_steps=100, outer_lr=1 / 2.2, budget_rule="fixed")
+    assert not any("stopping" in row or "batch_size_used" in row for row in default)
+    assert default[0]["iterations"] < r["iterations"]
