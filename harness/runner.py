@@ -97,10 +97,13 @@ def load_plugins(paths: Sequence[str], check: bool = False) -> None:
 
 
 def _divergence(rows: list[dict[str, Any]], bound: float) -> str:
-    """Why the metric rows mean divergence ("" if they do not): a NaN/Inf value or |value| > bound.
+    """Why the metric rows mean divergence ("" if they do not): a NaN/Inf value, |value| > bound, or a
+    ``diverged`` row the metric set to 1 (its own run left the finite region).
 
-    A NaN in a ``fitted_*`` row is allowed (a rate cannot be fitted once the error sits at
-    the float floor, e.g. an exact estimator); an Inf is never allowed.
+    A NaN is allowed in a ``fitted_*`` row (a rate cannot be fitted once the error sits at the float
+    floor, e.g. an exact estimator) and in a row that says ``reached = 0`` (a censored measurement: the
+    complexity metric's calls to an eps not reached within ``max_steps``, an outcome, not a divergence);
+    an Inf is never allowed.
     """
     nums = []
     for r in rows:
@@ -108,8 +111,10 @@ def _divergence(rows: list[dict[str, Any]], bound: float) -> str:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
         v = float(v)
-        if v != v and str(r.get("quantity", "")).startswith("fitted_"):
+        if v != v and (str(r.get("quantity", "")).startswith("fitted_") or r.get("reached") == 0):
             continue
+        if r.get("quantity") == "diverged" and v > 0:
+            return "the metric's run diverged (its 'diverged' row is 1)"
         nums.append(v)
     bad = [v for v in nums if not math.isfinite(v)]
     if bad:

@@ -191,3 +191,17 @@ def test_bad_run_arguments_raise_parameter_errors(in_tmp):
                      ({"scheduler": "tcp://x:1"}, "scheduler")):
         with pytest.raises(harness.ParameterError, match=word):
             harness.run(m, progress=False, **kw)
+
+
+def test_divergence_rule_censored_rows_and_the_metrics_own_flag():
+    """A complexity row whose eps was not reached (value NaN, reached = 0) is an outcome, not a divergence; a NaN
+    anywhere else, an Inf even in a censored row, and a metric's own ``diverged`` row at 1 mark the cell diverged."""
+    from harness.runner import _divergence
+
+    censored = [{"quantity": "calls_to_eps", "value": float("nan"), "reached": 0.0},
+                {"quantity": "calls_to_eps", "value": 120.0, "reached": 1.0}, {"quantity": "diverged", "value": 0.0}]
+    assert _divergence(censored, 1e12) == ""
+    assert "non-finite" in _divergence([{"quantity": "calls_to_eps", "value": float("nan"), "reached": 1.0}], 1e12)
+    assert "non-finite" in _divergence([{"quantity": "calls_to_eps", "value": float("nan")}], 1e12)
+    assert "non-finite" in _divergence([{"quantity": "calls_to_eps", "value": float("inf"), "reached": 0.0}], 1e12)
+    assert "diverged" in _divergence(censored[:2] + [{"quantity": "diverged", "value": 1.0}], 1e12)
