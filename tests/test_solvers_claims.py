@@ -8,7 +8,7 @@ import harness
 from claims import solvers
 from harness.registry import CLAIMS
 from estimators.first_order import F2SA
-from estimators.single_loop import SOBA
+from estimators.single_loop import SOBA, TTSA
 from estimators.variance_reduced import SABA
 from estimators.zeroth_order import ES
 
@@ -24,13 +24,13 @@ def test_fit_power_recovers_exponent_and_interval():
 
 def test_mutations_are_well_formed_and_restore():
     names = set(CLAIMS.names())
-    before = (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps)
+    before = (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps, TTSA.track_y)
     assert len(solvers.MUTATIONS) >= 4
     for name, caught_by, patch in solvers.MUTATIONS:
         assert isinstance(name, str) and caught_by and set(caught_by) <= names, (name, caught_by)
         with patch():
-            assert (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps) != before, name
-        assert (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps) == before, name
+            assert (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps, TTSA.track_y) != before, name
+        assert (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps, TTSA.track_y) == before, name
     assert "steps" not in vars(SOBA)  # the inherited method is not left shadowed
 
 
