@@ -295,6 +295,59 @@ def draw_complexity(ax: Any, df, x: str = "kappa_y", eps: float | None = None, c
     return float(eps)
 
 
+def calls_table(df) -> "Any":
+    """One row per estimator, one column per eps: counted oracle calls to reach eps (mean over the rows of a cell
+    group), with the outer iterations in parentheses, "not reached" for a censored row (reached = 0) and a final
+    column with the cell's own divergence flag. Used by the report for slices without a condition-number sweep."""
+    import pandas as pd
+
+    d = df[df["metric"] == "complexity"] if "metric" in df.columns else df
+    meas = d[d["quantity"] == "calls_to_eps"]
+    eps_all = sorted({float(e) for e in meas["eps"]}, reverse=True)
+    rows = []
+    for name, g in sorted(meas.groupby("estimator")):
+        row: dict[str, Any] = {"estimator": name}
+        for e in eps_all:
+            h = g[g["eps"].astype(float) == e]
+            vals = pd.to_numeric(h["value"], errors="coerce")
+            if h.empty:
+                row[f"eps={e:g}"] = ""
+            elif vals.notna().all():
+                its = pd.to_numeric(h.get("iterations"), errors="coerce").mean() if "iterations" in h else float("nan")
+                row[f"eps={e:g}"] = f"{vals.mean():.4g}" + (f" ({its:.0f} it)" if its == its else "")
+            else:
+                row[f"eps={e:g}"] = "not reached" if vals.isna().all() else f"{int(vals.notna().sum())}/{len(vals)} reached"
+        dv = pd.to_numeric(d[(d["quantity"] == "diverged") & (d["estimator"] == name)]["value"], errors="coerce")
+        row["diverged"] = "yes" if bool((dv > 0).any()) else "no"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def draw_calls_vs_eps(ax: Any, df, colors: dict | None = None) -> None:
+    """Measured oracle calls against 1/eps on log-log axes, one line per estimator over the targets it reached
+    (fitted exponent in 1/eps with its 95% interval in the label from three targets on; the slope through the two
+    points from two)."""
+    import matplotlib.pyplot as plt
+
+    d = df[df["metric"] == "complexity"] if "metric" in df.columns else df
+    meas = d[(d["quantity"] == "calls_to_eps") & d["value"].notna()]
+    default = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, g) in enumerate(sorted(meas.groupby("estimator"))):
+        g = g.assign(inv=1.0 / g["eps"].astype(float)).groupby("inv", as_index=False)["value"].mean().sort_values("inv")
+        col = (colors or {}).get(name, default[i % len(default)])
+        if len(g) >= 3:
+            fit = fit_exponent(g["inv"], g["value"])
+            label = f"{name}: slope {fit['slope']:.2f} [{fit['lo']:.2f}, {fit['hi']:.2f}]"
+        elif len(g) == 2:  # two targets: the slope through both points, no interval
+            lx, ly = np.log(g["inv"].to_numpy(float)), np.log(g["value"].to_numpy(float))
+            label = f"{name}: slope {(ly[1] - ly[0]) / (lx[1] - lx[0]):.2f} (2 targets)"
+        else:
+            label = f"{name} (one target reached)"
+        ax.loglog(g["inv"], g["value"], "o-", color=col, label=label)
+    ax.set_xlabel("1 / eps")
+    ax.set_ylabel("oracle calls to reach eps")
+
+
 def plot_complexity(df, path_without_ext: str, x: str = "kappa_y", eps: float | None = None) -> list[str]:
     """:func:`draw_complexity` on a figure of its own, written as ``path_without_ext`` + ".png" and ".svg"."""
     import matplotlib

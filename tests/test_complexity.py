@@ -100,6 +100,37 @@ def test_plot_complexity_writes_png_and_svg(tmp_path):
     assert all((tmp_path / f"complexity.{e}").stat().st_size > 1000 for e in ("png", "svg"))
 
 
+def test_calls_table_and_calls_vs_eps_for_an_unswept_slice(tmp_path):
+    """A slice without a condition-number sweep: the table gives calls (iterations) per eps, 'not reached' for a
+    censored row and each cell's own divergence flag; the figure fits the exponent in 1/eps per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.complexity import calls_table, draw_calls_vs_eps
+
+    rows = []
+    for est, calls, div in (("saba", {1e-1: 100.0, 1e-2: 1000.0, 1e-3: 10000.0}, 0.0), ("soba", {1e-1: 50.0}, 1.0),
+                             ("srba", {1e-1: 10.0, 1e-2: 100.0 * 10 ** 0.5}, 0.0)):
+        for e in (1e-1, 1e-2, 1e-3):
+            base = {"metric": "complexity", "estimator": est, "eps": e, "quantity": "calls_to_eps"}
+            rows.append({**base, "value": calls[e], "reached": 1.0, "iterations": calls[e] / 10} if e in calls
+                        else {**base, "value": float("nan"), "reached": 0.0})
+        rows.append({"metric": "complexity", "estimator": est, "quantity": "diverged", "value": div})
+    df = pd.DataFrame(rows)
+    t = calls_table(df).set_index("estimator")
+    assert list(t.columns) == ["eps=0.1", "eps=0.01", "eps=0.001", "diverged"]
+    assert t.loc["saba", "eps=0.001"] == "1e+04 (1000 it)" and t.loc["saba", "diverged"] == "no"
+    assert t.loc["soba", "eps=0.1"] == "50 (5 it)" and t.loc["soba", "eps=0.01"] == "not reached"
+    assert t.loc["soba", "diverged"] == "yes"
+    fig, ax = plt.subplots()
+    draw_calls_vs_eps(ax, df)
+    labels = [line.get_label() for line in ax.get_lines()]
+    plt.close(fig)
+    assert labels == ["saba: slope 1.00 [1.00, 1.00]", "soba (one target reached)", "srba: slope 1.50 (2 targets)"]
+
+
 # ----------------------------------------------------------------------------- stochastic stopping rules
 
 def _stoch_quadratic():

@@ -15,7 +15,7 @@ X_CANDIDATES = ("kappa_y", "kappa_x", "kappa", "mu_y", "mu_x", "dim")
 
 @section("complexity", order=60)
 def render(ctx: Context, doc: Doc) -> None:
-    from ..complexity import draw_complexity
+    from ..complexity import calls_table, draw_calls_vs_eps, draw_complexity
 
     d = ok(ctx.df, "complexity")
     if d.empty:
@@ -30,8 +30,24 @@ def render(ctx: Context, doc: Doc) -> None:
         meas = g[g["quantity"] == "calls_to_eps"]
         x = next((c for c in X_CANDIDATES if c in meas.columns
                   and pd.to_numeric(meas[c], errors="coerce").nunique() > 1), None)
-        if x is None or meas["value"].notna().sum() == 0:
-            doc.p(f"{exp}: no sweep with reached targets to draw.")
+        if meas["value"].notna().sum() == 0:
+            doc.p(f"{exp}: no target reached by any method.")
+            doc.table(calls_table(g))
+            continue
+        if x is None:  # one instance, several methods: calls against 1/eps, and the table of calls per target
+            g = g.assign(value=pd.to_numeric(g["value"], errors="coerce"))
+            with style.themed():
+                fig, axes = style.new_figure(1, 1, w=6.0, h=4.2, legend_rows=4)
+                ax = axes[0][0]
+                draw_calls_vs_eps(ax, g, colors={e: ctx.color(e) for e in g["estimator"].unique()})
+                style.legend_outside(fig, [ax])
+                rec = style.save(fig, ctx.out, f"complexity_{exp}",
+                                 f"{exp}: oracle calls to reach eps against 1/eps, per method", "complexity")
+            ctx.figures.append(rec)
+            doc.img(rec["png"], rec["caption"], rec["svg"])
+            doc.p(f"{exp}: calls to reach each eps (outer iterations); 'not reached': not within the slice's "
+                  "max_steps (a censored measurement, not a divergence).")
+            doc.table(calls_table(g))
             continue
         g = g.assign(**{x: pd.to_numeric(g[x], errors="coerce"), "value": pd.to_numeric(g["value"], errors="coerce")})
         with style.themed():
