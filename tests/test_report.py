@@ -433,3 +433,22 @@ def test_legends_show_resolved_parameters_and_zipped_sweeps_are_lines(in_tmp):
     assert len(zipped) == 1
     ax = zipped[0]["axes"][0]
     assert "inner_steps / solver_steps" in ax["xlabel"] and ax["lines"] == 1 and ax["points"] >= 2
+
+
+def test_convergence_to_eps_columns():
+    """calls / seconds / iteration to eps = 1e-3 x the mean initial ||grad Phi||^2, from the seed-mean curve: a curve
+    0.5^t reaches 1e-3 first at t = 10 (0.5^10 = 9.8e-4); one that halves only every 2 steps does not by t = 19."""
+    from harness.report.convergence import to_target
+
+    rows = []
+    for est, rate in (("fast", 0.5), ("slow", 0.5 ** 0.5)):
+        for seed in (0, 1):
+            for t in range(20):
+                rows.append({"problem_label": "q", "estimator_label": est, "seed": seed, "iteration": t,
+                             "quantity": "grad_norm_sq", "value": rate ** t * (1.0 + 0.01 * (2 * seed - 1)),
+                             "calls_hvp": 3.0 * t, "calls_grad_y_g": 2.0 * t, "seconds_elapsed": 0.1 * t + seed})
+    t, cap = to_target(pd.DataFrame(rows))
+    t = t.set_index("estimator")
+    assert t.loc["fast", "iteration_to_eps"] == 10 and t.loc["fast", "calls_to_eps"] == 50
+    assert t.loc["fast", "seconds_to_eps"] == pytest.approx(1.5)
+    assert np.isnan(t.loc["slow", "calls_to_eps"]) and "0.001" in cap

@@ -85,6 +85,38 @@ def _figure(ctx: Context, name: str, cp: pd.DataFrame, labels: dict, stem: str) 
         return style.save(fig, ctx.out, stem, cap, "convergence")
 
 
+#: the target of the "to eps" columns: this fraction of the mean ||grad Phi(x_0)||^2 of the experiment
+REACH_FRACTION = 1e-3
+
+
+def to_target(cp: pd.DataFrame, fraction: float = REACH_FRACTION) -> tuple[pd.DataFrame, str]:
+    """Per (problem, estimator) label: the first evaluated iteration whose seed-mean ||grad Phi(x_t)||^2 is <= eps =
+    ``fraction`` x the experiment's mean ||grad Phi(x_0)||^2, with the cumulative oracle calls and seconds there
+    (means over seeds; empty where not reached). Returns the table and the caption's description of eps."""
+    g = cp[(cp["quantity"] == "grad_norm_sq")].assign(value=lambda d: pd.to_numeric(d["value"], errors="coerce"))
+    g = g[g["value"].notna()]
+    if g.empty or not (g["iteration"] == 0).any():
+        return pd.DataFrame(), ""
+    eps = fraction * float(g.loc[g["iteration"] == 0, "value"].mean())
+    calls = [k for k in g.columns if k.startswith("calls_")]
+    g = g.assign(calls_total=g[calls].fillna(0).sum(axis=1) if calls else np.nan)
+    rows = []
+    for (pl, el), h in g.groupby(["problem_label", "estimator_label"]):
+        m = h.groupby("iteration").agg(y=("value", "mean"), calls=("calls_total", "mean"),
+                                       secs=("seconds_elapsed", "mean") if "seconds_elapsed" in h else ("value", "size"))
+        hit = m[m["y"] <= eps]
+        if hit.empty:
+            rows.append({"problem": pl, "estimator": el, "iteration_to_eps": np.nan, "calls_to_eps": np.nan,
+                         "seconds_to_eps": np.nan})
+        else:
+            first = hit.iloc[0]
+            rows.append({"problem": pl, "estimator": el, "iteration_to_eps": float(hit.index[0]),
+                         "calls_to_eps": float(first["calls"]),
+                         "seconds_to_eps": float(first["secs"]) if "seconds_elapsed" in h else np.nan})
+    return pd.DataFrame(rows), (f"; to eps: first evaluated iteration with ||grad Phi||^2 <= {eps:.3g} "
+                                f"({fraction:g} x the initial value; empty: not reached)")
+
+
 @section("convergence", order=40)
 def render(ctx: Context, doc: Doc) -> None:
     d = ok(ctx.df, "convergence")
@@ -110,7 +142,10 @@ def render(ctx: Context, doc: Doc) -> None:
             dv = div.groupby(["problem_label", "estimator_label"])["value"].sum().rename("diverged_seeds").reset_index()
             t = t.merge(dv.rename(columns={"problem_label": "problem", "estimator_label": "estimator"}),
                         on=["problem", "estimator"], how="left")
-        with doc.details(f"{name}: final values (mean over seeds)"):
+        reach, eps_txt = to_target(cp)
+        if not reach.empty and not t.empty:
+            t = t.merge(reach, on=["problem", "estimator"], how="left")
+        with doc.details(f"{name}: final values (mean over seeds){eps_txt}"):
             doc.table(t)
 
 
