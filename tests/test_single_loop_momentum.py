@@ -149,9 +149,58 @@ def test_momentum_mutations_are_undone():
 
     before = (slm.MRBO.estimate, slm.MRBO.previous_sample, slm.momentum_weight, slm.MRBO.storm_correction)
     assert {m[0] for m in momentum.MUTATIONS} == {"mrbo-old-point-other-sample", "mrbo-old-point-previous-batch",
-                                                 "mrbo-momentum-weights-constant"}
+                                                 "mrbo-momentum-weights-constant", "mrbo-old-point-is-current"}
     for _, _, patch in momentum.MUTATIONS:
         with patch():
             assert (slm.MRBO.estimate, slm.MRBO.previous_sample, slm.momentum_weight) != before[:3]
         assert (slm.MRBO.estimate, slm.MRBO.previous_sample, slm.momentum_weight, slm.MRBO.storm_correction) == before
     assert "previous_sample" not in vars(slm.MRBO) and "estimate" not in vars(slm.MRBO)
+
+
+def test_running_mean_samples_on_hand_made_trajectory():
+    """claims.momentum.running_mean_samples: the first K with (1/K) sum_{k<K} mean_runs ||grad Phi(x_k)||^2 <= eps, over
+    x_0 .. x_{T-1} only (as harness.complexity's running-mean rule), samples = calls up to x_{K-1} x batch size."""
+    import numpy as np
+
+    from claims.momentum import running_mean_samples
+
+    # run means 1.0, 0.5, 0.3, 0.2 (running means 1.0, 0.75, 0.6, 0.5); x_T's 0.0 would bring it to 0.4 if counted
+    grad_sq = np.array([[1.5, 0.5], [0.4, 0.6], [0.3, 0.3], [0.0, 0.4], [0.0, 0.0]])
+    calls = np.array([0.0, 12.0, 36.0, 60.0, 84.0])
+    out = running_mean_samples(grad_sq, calls, [1.0, 0.75, 0.5, 0.4], batch_size=3)
+    assert out[1.0] == {"K": 1, "calls": 0.0, "samples": 0.0, "running_mean": 1.0}
+    assert out[0.75] == {"K": 2, "calls": 12.0, "samples": 36.0, "running_mean": 0.75}
+    assert out[0.5]["K"] == 4 and out[0.5]["samples"] == 180.0 and abs(out[0.5]["running_mean"] - 0.5) < 1e-15
+    assert out[0.4] is None
+
+
+def test_storm_runs_counts_are_outer_loops():
+    """storm_runs' calls (the Oracles' counts of one run, the vmapped call counted once per draw) equal
+    outer_loop's Trajectory.calls at every iterate: MRBO's Q + 4 calls on the first step, 2Q + 8 after."""
+    p = harness.problem("quadratic", dim=5, kappa=2, rho=1.0, noise=0.3)
+    e = harness.estimator("mrbo", solver_steps=3)
+    r = storm_runs(p, e, 12, 0.2, [0, 1, 2])
+    tr = outer_loop(p, e, 12, 0.2, "power", seed=1, power=1 / 3)
+    for k in ORACLE_NAMES:
+        assert r["calls"][k].tolist() == [float(c) for c in tr.calls[k]], k
+    total = sum(r["calls"][k] for k in ORACLE_NAMES)
+    assert total[1] == 3 + 4 and float(total[-1]) == 7 + 11 * (2 * 3 + 8)
+
+
+def test_exponent_gap_interval():
+    """claims.momentum.exponent_gap: the slopes' difference with a t-interval on sqrt(se1^2 + se2^2), n1 + n2 - 4 dof."""
+    import numpy as np
+    from scipy import stats
+
+    from claims.momentum import exponent_gap
+    from harness.complexity import fit_exponent
+
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    wiggle = np.exp(0.05 * np.array([1.0, -1.0, 0.5, 1.0, -0.7]))
+    a, b = fit_exponent(x, x**2 * wiggle), fit_exponent(x, 3 * x**1.5 * wiggle[::-1])
+    g = exponent_gap(a, b)
+    assert abs(g["gap"] - (a["slope"] - b["slope"])) < 1e-15 and abs(g["gap"] - 0.5) < 0.1
+    half = stats.t.ppf(0.975, 6) * np.hypot(a["stderr"], b["stderr"])
+    assert abs(g["hi"] - g["gap"] - half) < 1e-12 and abs(g["gap"] - g["lo"] - half) < 1e-12
+    assert g["lo"] < 0.5 < g["hi"]
+    assert np.isnan(exponent_gap(a, fit_exponent(x[:2], x[:2]))["lo"])  # fewer than 3 points: no interval
