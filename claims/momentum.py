@@ -37,7 +37,7 @@ import harness
 from claims.solvers import _setattr, fit_power
 from estimators.single_loop_momentum import MRBO
 from harness.claim_base import Claim, Verdict, memo
-from harness.complexity import fit_exponent
+from harness.complexity import first_hits, fit_exponent
 from harness.oracles import ORACLE_NAMES, Oracles
 from harness.outer import step_size
 
@@ -134,14 +134,12 @@ def running_mean_samples(grad_sq: np.ndarray, calls_total: np.ndarray, eps: list
     m = np.asarray(grad_sq, float).mean(1)[:-1]  # x_0 .. x_{T-1}: K <= T iterates, as calls_to_target
     curve = np.cumsum(m) / np.arange(1, m.size + 1)
     out: dict[float, dict | None] = {}
-    for e in eps:
-        hit = np.nonzero(curve <= e)[0]
-        if hit.size == 0:
+    for e, i in first_hits(curve, eps).items():
+        if i is None:
             out[e] = None
             continue
-        K = int(hit[0]) + 1
-        c = float(calls_total[K - 1])
-        out[e] = {"K": K, "calls": c, "samples": c * batch_size, "running_mean": float(curve[K - 1])}
+        c = float(calls_total[i])
+        out[e] = {"K": i + 1, "calls": c, "samples": c * batch_size, "running_mean": float(curve[i])}
     return out
 
 

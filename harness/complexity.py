@@ -141,13 +141,13 @@ def calls_to_target(problem, estimator, eps: list[float], criterion: str = "auto
     curve = np.asarray(getattr(tr, crit), float)
     out: dict[str, Any] = {"criterion": crit, "outer_lr": lr, "iterations_run": tr.iters[-1], "diverged": tr.diverged,
                            "by_eps": {}}
-    for e, i in _first_hits(curve, eps).items():
+    for e, i in first_hits(curve, eps).items():
         out["by_eps"][e] = None if i is None else {"iteration": tr.iters[i],
                                                    **calls_by_kind({k: tr.calls[k][i] for k in ORACLE_NAMES})}
     return out
 
 
-def _first_hits(curve: np.ndarray, eps: list[float]) -> dict[float, int | None]:
+def first_hits(curve: np.ndarray, eps: list[float]) -> dict[float, int | None]:
     """Per eps, the index of the first point of ``curve`` that is <= eps (None if none is)."""
     out: dict[float, int | None] = {}
     for e in eps:
@@ -175,7 +175,7 @@ def _stochastic_calls_to_target(problem, estimator, eps: list[float], crit: str,
     out: dict[str, Any] = {"criterion": crit, "stopping": stopping, "seeds": seeds, "outer_lr": lr,
                            "iterations_run": trs[0].iters[n - 1], "diverged": any(tr.diverged for tr in trs),
                            "final": float(curve[-1]), "by_eps": {}}
-    for e, i in _first_hits(curve, eps).items():
+    for e, i in first_hits(curve, eps).items():
         if i is None:
             out["by_eps"][e] = None
             continue
