@@ -262,3 +262,87 @@ def test_rejects_stochastic_problem_without_finite_sum(name):
     with pytest.raises(harness.errors.ParameterError, match="finite-sum"):
         harness.estimator(name).draw(p, torch.Generator(), 2)
 
+
+
+# -- claims/variance_reduced.py: vrbo-sample-complexity-vs-stocbio's helpers ---------------------------------------
+def test_vr_schedule_full_pass_is_the_large_batch_and_stocbio_batch_fits_the_sum():
+    import math
+
+    from claims.stocbio_complexity import neumann_steps
+    from claims.variance_reduced import VR_KAPPA, vr_grid, vr_schedule
+
+    s = vr_schedule(0.01)
+    assert (s["vrbo_batch"], s["n"], s["stocbio_batch"], s["stocbio_capped"]) == (10, 400, 200, False)
+    assert vr_schedule(0.16)["vrbo_batch"] == 3 and vr_schedule(0.16)["n"] == 36
+    for e in vr_grid("full")[0]:
+        s = vr_schedule(e)
+        assert s["n"] % s["vrbo_batch"] == 0 and s["n"] >= 4 / e
+        assert s["stocbio_batch"] == math.ceil(2 / e) <= s["n"] and not s["stocbio_capped"]
+        assert s["Q"] == neumann_steps(VR_KAPPA, e)
+    big = vr_schedule(0.0004)  # S_2 = 50, n = 10000 >= ceil(2 / eps) = 5000
+    assert big["vrbo_batch"] == 50 and big["n"] == 10000 and big["stocbio_batch"] == 5000
+
+
+def test_vr_problem_finite_sum_exact_grad_phi_is_problem_hypergradient():
+    """The finite sum's own y*(x) and grad Phi (full-pass averages, the Hessian solved exactly) are the population's."""
+    from estimators.recursive_vr import Lin, full_grad_f
+    from claims.variance_reduced import vr_problem
+
+    p = vr_problem(36)
+    o = Oracles(p)
+    x = _x(p)
+    y = p.inner_solution(x)
+    lin = Lin.full(o, x, y, 6)
+    assert torch.linalg.norm(lin.value) < 1e-12  # grad_y of the finite sum's g vanishes at the population's y*(x)
+    H = torch.stack([lin.hv(e) for e in torch.eye(p.dim_y, dtype=torch.float64)], 1)
+    gx, gy = full_grad_f(o, x, y, 6)
+    g = gx - lin.jv(torch.linalg.solve(H, gy))
+    assert torch.allclose(g, p.hypergradient(x), atol=1e-12, rtol=0)
+
+
+def test_vrbo_samples_to_eps_counts_and_running_mean_stop():
+    """K is the first running average of ||grad Phi||^2 <= eps (recomputed from the outer loop), and the samples are
+    the docstring's VRBO counts over the K - 1 calls that produced x_0 .. x_{K-1}, times the batch size."""
+    import numpy as np
+    from claims.stocbio_complexity import kappa_outer_lr
+    from claims.variance_reduced import vr_problem, vrbo_samples_to_eps
+
+    b, n, Q, D, eps = 3, 36, 2, 3, 0.16
+    p = vr_problem(n)
+    lr = kappa_outer_lr(p)
+    r = vrbo_samples_to_eps(p, eps, b, 1, lr, Q, inner_steps=D)
+    assert r["reached"] and r["outer_cap"] == 32
+    est = harness.estimator("vrbo", inner_steps=D, solver_steps=Q, batch_size=b)
+    tr = outer_loop(p, est, r["outer_cap"], lr, seed=0)
+    run = np.cumsum(tr.grad_norm_sq) / np.arange(1, len(tr.grad_norm_sq) + 1)
+    K = int(np.nonzero(run <= eps)[0][0]) + 1
+    assert r["K"] == K > 2
+    q = est.period(Oracles(p))
+    chunks = n // b
+    full = {"Gc_f": 2 * chunks, "Gc_g": chunks, "JV": chunks, "HV": Q * chunks}
+    inner = {"Gc_f": 4 * D, "Gc_g": 2 * D, "JV": 2 * D, "HV": 2 * D * Q}
+    for kind in full:
+        calls = full[kind] + sum(inner[kind] + (full[kind] if k % q == 0 else 0) for k in range(1, K - 1))
+        assert r[f"samples_{kind}"] == calls * b, kind
+    assert r["samples_total"] == sum(r[f"samples_{k}"] for k in full)
+    miss = vrbo_samples_to_eps(p, 1e-9, b, 1, lr, Q, inner_steps=D, steps_over_eps=1e-8)
+    assert not miss["reached"] and "samples_total" not in miss and miss["final_running_avg"] > 1e-9
+
+
+def test_vr_verdict_rule():
+    """The rule on synthetic rows: eps^-1.5 log against eps^-2 log holds; equal exponents, an exponent above
+    Theorem 2's order, or one unreached eps fail."""
+    import math
+    from claims.variance_reduced import vr_verdict
+
+    grid = [0.16, 0.08, 0.04, 0.02, 0.01]
+    rows = lambda f, miss=None: [{"eps": e, "reached": e != miss, "final_running_avg": 0.0, "K": 1,  # noqa: E731
+                                  **({} if e == miss else {"samples_total": f(e)})} for e in grid]
+    vr = rows(lambda e: 3 * e**-1.5 * math.log(1 / e) * (1 + 0.01 * (e > 0.05)))
+    sb = rows(lambda e: 5 * e**-2 * math.log(1 / e) * (1 - 0.01 * (e > 0.05)))
+    v = vr_verdict(vr, sb, {})
+    assert v.holds and v.evidence["below"] and v.evidence["within_order"]
+    assert not vr_verdict(sb, sb, {}).holds
+    assert not vr_verdict(rows(lambda e: e**-1.9), rows(lambda e: e**-2.6), {}).holds  # separated, above the order
+    assert not vr_verdict(rows(lambda e: e**-1.5, miss=0.01), sb, {}).holds
+    assert not vr_verdict(vr, rows(lambda e: e**-2, miss=0.16), {}).holds
