@@ -343,6 +343,10 @@ def test_vr_verdict_rule():
     v = vr_verdict(vr, sb, {})
     assert v.holds and v.evidence["below"] and v.evidence["within_order"]
     assert not vr_verdict(sb, sb, {}).holds
+    w = dict(zip(grid, [1.3, 0.7, 1.3, 0.7, 1.3]))  # the orders' exponents, noisy: intervals [1.30, 2.36], [1.80, 2.86]
+    noisy = vr_verdict(rows(lambda e: 3 * e**-1.5 * math.log(1 / e) * w[e]),
+                       rows(lambda e: 5 * e**-2 * math.log(1 / e) * w[grid[4 - grid.index(e)]]), {})
+    assert noisy.evidence["within_order"] and not noisy.evidence["below"] and not noisy.holds  # overlap: not shown
     assert not vr_verdict(rows(lambda e: e**-1.9), rows(lambda e: e**-2.6), {}).holds  # separated, above the order
     assert not vr_verdict(rows(lambda e: e**-1.5, miss=0.01), sb, {}).holds
     assert not vr_verdict(vr, rows(lambda e: e**-2, miss=0.16), {}).holds
