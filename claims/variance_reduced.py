@@ -39,6 +39,7 @@ from harness.measures import fit_loglinear
 from harness.oracles import ORACLE_NAMES, Oracles
 from harness.outer import outer_loop
 
+from claims.solvers import _setattr
 from claims.stocbio_complexity import C_B, kappa_outer_lr, neumann_steps, samples_to_eps
 from estimators.recursive_vr import SRBA, VRBO
 
@@ -49,20 +50,6 @@ NEAR_ZERO = 1e-8     # SRBA's seed-mean ||grad Phi||^2 at the budget must be at 
 
 def _problem():
     return harness.problem("quadratic", dim=5, kappa=4, rho=1.0, noise=0.5, n_samples=20)
-
-
-@contextlib.contextmanager
-def _setattr(obj, name: str, value):
-    old = getattr(obj, name)
-    own = name in vars(obj)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        if own:
-            setattr(obj, name, old)
-        else:
-            delattr(obj, name)
 
 
 def run_to_budget(name: str, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
