@@ -35,6 +35,7 @@ from torch.func import vmap
 
 import harness
 from claims.solvers import _setattr, fit_power
+from claims.stocbio_complexity import C_B, kappa_outer_lr, samples_to_eps
 from estimators.single_loop_momentum import MRBO
 from harness.claim_base import Claim, Verdict, memo
 from harness.complexity import first_hits, fit_exponent
@@ -47,7 +48,8 @@ def storm_runs(p, e, steps: int, outer_lr: float, seeds: list[int], schedule: st
     """Independent runs of the shared outer iteration x_{t+1} = x_t - beta_t d_t (harness.outer.outer_loop's update,
     its noise drawn as outer_loop draws it for each seed) with a stateful estimator, all runs in one vmapped call per
     step. Returns x [steps + 1, runs, dim_x] (x_0 .. x_T), d [steps, runs, dim_x] (the direction at x_t),
-    err [steps, runs] = ||d_t - grad Phi(x_t)||^2 against the problem's exact hypergradient, and calls
+    err [steps, runs] = ||d_t - grad Phi(x_t)||^2 against the problem's exact hypergradient, grad_sq [steps + 1, runs]
+    = ||grad Phi(x_t)||^2 at x_0 .. x_T (the same exact evaluations), and calls
     {oracle: [steps + 1]}: the oracle calls of one run counted by the harness's :class:`Oracles` up to x_t (a vmapped
     call is counted once, i.e. once per draw; calls[.][0] = 0), as outer_loop's ``Trajectory.calls`` counts them."""
     o = Oracles(p)
@@ -55,7 +57,7 @@ def storm_runs(p, e, steps: int, outer_lr: float, seeds: list[int], schedule: st
     noise = {k: torch.stack([d[k] for d in draws], 1) for k in draws[0]}  # [steps, runs, ...]
     x = p.x0().expand(len(seeds), -1).clone()
     truth = vmap(p.hypergradient)
-    xs, ds, errs = [x], [], []
+    xs, ds, errs, gsq = [x], [], [], []
     calls = {k: [0.0] for k in ORACLE_NAMES}
     first = vmap(lambda x_, n_: _grad_state(e.estimate(o, x_, n_, None)))
     step = vmap(lambda x_, n_, s_: _grad_state(e.estimate(o, x_, n_, s_)))
@@ -67,11 +69,14 @@ def storm_runs(p, e, steps: int, outer_lr: float, seeds: list[int], schedule: st
         counted = o.snapshot()
         for k in ORACLE_NAMES:
             calls[k].append(calls[k][-1] + float(counted[k]))
+        g = truth(x)
         ds.append(d)
-        errs.append(((d - truth(x)) ** 2).sum(1))
+        errs.append(((d - g) ** 2).sum(1))
+        gsq.append((g ** 2).sum(1))
         x = x - step_size(outer_lr, schedule, t, power) * d
         xs.append(x)
-    return {"x": torch.stack(xs), "d": torch.stack(ds), "err": torch.stack(errs),
+    gsq.append((truth(x) ** 2).sum(1))
+    return {"x": torch.stack(xs), "d": torch.stack(ds), "err": torch.stack(errs), "grad_sq": torch.stack(gsq),
             "calls": {k: torch.tensor(v, dtype=torch.float64) for k, v in calls.items()}}
 
 
@@ -172,8 +177,6 @@ def _complexity_grid(size: str) -> tuple[list[float], int, int]:
 def _stocbio_rows(p, size: str) -> list[dict]:
     """stocBiO's samples to each eps of the grid (claims.stocbio_complexity.samples_to_eps: batches ceil(C_B/eps),
     constant beta, K <= 5/eps), memoised per size: the control changes MRBO only."""
-    from claims.stocbio_complexity import C_B, kappa_outer_lr, samples_to_eps
-
     if size not in _STOCBIO_MEMO:
         grid, R, _ = _complexity_grid(size)
         _STOCBIO_MEMO[size] = [samples_to_eps(p, e, max(1, math.ceil(C_B / e)), R, kappa_outer_lr(p), Q=Q_BOTH,
@@ -200,8 +203,6 @@ class MRBOSampleComplexity(Claim):
                "eps grid at the rate (eps not reached, or exponent ~ 3)")
 
     def evaluate(self, size: str, control: bool) -> Verdict:
-        from claims.stocbio_complexity import kappa_outer_lr
-
         p = _quadratic()
         grid, R, runs = _complexity_grid(size)
         beta = kappa_outer_lr(p)
@@ -210,7 +211,7 @@ class MRBOSampleComplexity(Claim):
         e = harness.estimator("mrbo", solver_steps=Q_BOTH)
         with _setattr(MRBO, "storm_correction", False) if control else contextlib.nullcontext():
             r = storm_runs(p, e, T, beta, list(range(runs)))
-        grad_sq = (vmap(vmap(p.hypergradient))(r["x"]) ** 2).sum(-1).numpy()
+        grad_sq = r["grad_sq"].numpy()
         total = sum(r["calls"][k] for k in ORACLE_NAMES).numpy()
         hits = running_mean_samples(grad_sq, total, grid, int(e.p["batch_size"]))
         inv = [1 / x for x in grid]
