@@ -24,6 +24,12 @@ LABELS = {"grad_norm_sq": "||grad Phi(x_t)||^2", "value_gap": "Phi(x_t) - Phi*",
           "dist_stationary": "distance to nearest stationary point"}
 
 
+def with_calls_total(c: pd.DataFrame) -> pd.DataFrame:
+    """``c`` with ``calls_total``: the cumulative oracle calls of all kinds (the ``calls_*`` columns, missing as 0)."""
+    calls = [k for k in c.columns if k.startswith("calls_")]
+    return c.assign(calls_total=c[calls].fillna(0).sum(axis=1) if calls else np.nan)
+
+
 def curves(c: pd.DataFrame, xcol: str) -> pd.DataFrame:
     """Mean over seeds of (x, value) per (estimator config, iteration), with a 95 % normal band."""
     g = c.groupby(["estimator", "estimator_params", "problem_params", "iteration"])
@@ -41,7 +47,7 @@ def _figure(ctx: Context, name: str, cp: pd.DataFrame, labels: dict, stem: str) 
     calls = [k for k in cp.columns if k.startswith("calls_")]
     xs = [("iteration", "outer iteration t", None)]
     if calls and cp[calls].notna().any().any():
-        cp = cp.assign(calls_total=cp[calls].fillna(0).sum(axis=1))
+        cp = with_calls_total(cp)
         xs.append(("calls_total", "oracle calls (all kinds, cumulative)", None))
     if "seconds_elapsed" in cp and cp["seconds_elapsed"].notna().any():
         xs.append(("seconds_elapsed", "wall-clock time", "seconds"))
@@ -98,21 +104,19 @@ def to_target(cp: pd.DataFrame, fraction: float = REACH_FRACTION) -> tuple[pd.Da
     if g.empty or not (g["iteration"] == 0).any():
         return pd.DataFrame(), ""
     eps = fraction * float(g.loc[g["iteration"] == 0, "value"].mean())
-    calls = [k for k in g.columns if k.startswith("calls_")]
-    g = g.assign(calls_total=g[calls].fillna(0).sum(axis=1) if calls else np.nan)
+    g = with_calls_total(g)
+    if "seconds_elapsed" not in g:
+        g = g.assign(seconds_elapsed=np.nan)
     rows = []
     for (pl, el), h in g.groupby(["problem_label", "estimator_label"]):
         m = h.groupby("iteration").agg(y=("value", "mean"), calls=("calls_total", "mean"),
-                                       secs=("seconds_elapsed", "mean") if "seconds_elapsed" in h else ("value", "size"))
+                                       secs=("seconds_elapsed", "mean"))
         hit = m[m["y"] <= eps]
-        if hit.empty:
-            rows.append({"problem": pl, "estimator": el, "iteration_to_eps": np.nan, "calls_to_eps": np.nan,
-                         "seconds_to_eps": np.nan})
-        else:
-            first = hit.iloc[0]
-            rows.append({"problem": pl, "estimator": el, "iteration_to_eps": float(hit.index[0]),
-                         "calls_to_eps": float(first["calls"]),
-                         "seconds_to_eps": float(first["secs"]) if "seconds_elapsed" in h else np.nan})
+        first = hit.iloc[0] if len(hit) else None
+        rows.append({"problem": pl, "estimator": el,
+                     "iteration_to_eps": np.nan if first is None else float(hit.index[0]),
+                     "calls_to_eps": np.nan if first is None else float(first["calls"]),
+                     "seconds_to_eps": np.nan if first is None else float(first["secs"])})
     return pd.DataFrame(rows), (f"; to eps: first evaluated iteration with ||grad Phi||^2 <= {eps:.3g} "
                                 f"({fraction:g} x the initial value; empty: not reached)")
 
