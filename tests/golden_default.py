@@ -71,13 +71,28 @@ def _added_later(row: dict, key: str) -> bool:
     return key.startswith("rate") or (row.get("quantity") == "fitted_rate" and key in ("lo", "hi"))
 
 
+def _engine():
+    """(api, CellContext, validate, METRICS) of the tree this module sits in: the current ``blobench`` package,
+    or, in the exported tree of :data:`BEFORE`, its top-level ``harness`` package (the layout before the
+    namespace move; the editable install would otherwise hand that tree the current code)."""
+    if (ROOT / "blobench").is_dir():
+        from blobench.core import api
+        from blobench.core.params import validate
+        from blobench.core.registry import METRICS
+        from blobench.measure.metrics import CellContext
+    else:
+        import importlib
+
+        api = importlib.import_module("harness.api")
+        CellContext = importlib.import_module("harness.measures").CellContext
+        validate = importlib.import_module("harness.params").validate
+        METRICS = importlib.import_module("harness.registry").METRICS
+    return api, CellContext, validate, METRICS
+
+
 def cell_digest(cell) -> str:
     """SHA-256 of one cell's result rows, timing columns aside."""
-    import harness  # noqa: F401  (registers plugins)
-    from harness import api
-    from harness.measures import CellContext
-    from harness.params import validate
-    from harness.registry import METRICS
+    api, CellContext, validate, METRICS = _engine()
 
     torch.set_num_threads(1)
     problem = api.problem(cell.problem, **cell.problem_params)
@@ -95,7 +110,12 @@ def cell_digest(cell) -> str:
 
 def cells(only: list[str] | None = None, matrix: str | None = None):
     """The non-timing cells of the default matrix (``matrix``: that file, e.g. the current one read by older code)."""
-    from harness.matrix import load_matrix
+    if (ROOT / "blobench").is_dir():
+        from blobench.engine.matrix import load_matrix
+    else:  # the tree of BEFORE (see _engine)
+        import importlib
+
+        load_matrix = importlib.import_module("harness.matrix").load_matrix
 
     m = load_matrix(Path(matrix) if matrix else ROOT / "matrices" / "default.toml")
     for c in m.cells:
@@ -143,7 +163,7 @@ def before_digests(dest: Path, only: list[str] | None = None) -> dict[str, str]:
     if out.returncode != 0:
         raise RuntimeError(f"the code of {BEFORE[:7]} failed computing its digests:\n{out.stderr[-3000:]}")
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    import harness  # noqa: F401  (the in-process code is the current one)
+    from blobench import harness  # noqa: F401  (the in-process code is the current one)
 
     assert Path(harness.__file__).resolve().is_relative_to(ROOT.resolve()), harness.__file__
     return got

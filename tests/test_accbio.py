@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-import harness
-from harness.numerics import agd, inner_agd, inner_gd, strongly_convex_momentum
-from harness.oracles import Oracles
-from harness.outer import outer_loop
-from harness.sampling import estimate
+from blobench import harness
+from blobench.core.numerics import agd, inner_agd, inner_gd, strongly_convex_momentum
+from blobench.core.oracles import Oracles
+from blobench.measure.outer import outer_loop
+from blobench.measure.sampling import estimate
 
 
 def test_inner_agd_accelerates_and_counts():

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import harness
-from harness.cli import main
-from harness.runner import read_summary
-from harness.store import RunLock
+from blobench import harness
+from blobench.cli import main
+from blobench.engine.runner import read_summary
+from blobench.engine.store import RunLock
 
 ADV_PLUGIN = textwrap.dedent('''
     """Adversarial plugins: a cell that kills its worker, one long C call, NaN draws, a slow problem build."""
@@ -31,10 +31,10 @@ ADV_PLUGIN = textwrap.dedent('''
     import sys
     import time
 
-    import harness
-    from harness.estimator_base import INNER_STEPS
-    from harness.params import Param
-    from problems.quadratic import Quadratic
+    from blobench import harness
+    from blobench.core.estimator_base import INNER_STEPS
+    from blobench.core.params import Param
+    from blobench.problems.quadratic import Quadratic
 
 
     class _Base(harness.Estimator):
@@ -90,7 +90,7 @@ def small(name: str = "adv", seeds=(0, 1), estimators=("itd", "aid-cg")) -> dict
 
 @pytest.fixture
 def plugin(in_tmp):
-    from harness.registry import load_plugin_file
+    from blobench.core.registry import load_plugin_file
 
     path = in_tmp / "adv_plugin.py"
     path.write_text(ADV_PLUGIN)
@@ -164,7 +164,7 @@ def test_shard_copied_over_another_is_refused_and_recomputed(in_tmp):
     harness.run(small(), progress=False)
     pd.testing.assert_frame_equal(table(run_dir), ref, check_exact=True)
     # the shard and its checksum file copied together: the key inside the checksum file gives it away
-    from harness.store import sum_path
+    from blobench.engine.store import sum_path
 
     shutil.copyfile(a, b)
     shutil.copyfile(sum_path(run_dir, a.stem), sum_path(run_dir, b.stem))
@@ -178,7 +178,7 @@ def test_shard_copied_over_another_is_refused_and_recomputed(in_tmp):
 def test_key_inside_the_shard_is_checked_by_load(in_tmp):
     """A shard whose bytes and checksum agree but which holds another cell's rows (written under the wrong
     name) is refused: load checks the key recorded inside the parquet file."""
-    from harness.store import write_shard
+    from blobench.engine.store import write_shard
 
     run_dir = harness.run(small(), progress=False)
     a, b = sorted((run_dir / "cells").glob("*.parquet"))[:2]
@@ -264,7 +264,7 @@ def test_sigterm_stops_the_workers_releases_the_lock_and_resumes(plugin, in_tmp)
         metric_params = {{ budget = "inner_steps", values = [1, 4] }}
     '''))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "--plugin", plugin, "run", "m.toml", "-j", "2", "-q"],
+    proc = subprocess.Popen([sys.executable, "-m", "blobench", "--plugin", plugin, "run", "m.toml", "-j", "2", "-q"],
                             cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     run_dir = in_tmp / "runs" / "term"
     deadline = time.monotonic() + 150
@@ -346,7 +346,7 @@ def test_full_or_read_only_disk_is_one_line_naming_the_path(in_tmp, capsys, monk
     """Before: a full or read-only disk gave an OSError traceback."""
     import errno
 
-    import harness.store as store
+    import blobench.engine.store as store
 
     code = getattr(errno, err)
 
@@ -367,8 +367,7 @@ BAD_PLUGINS = {
     "syntax": ("def broken(:\n    pass\n", "syntax error at line 1"),
     "no_dim_x": (textwrap.dedent('''
         import torch
-        import harness
-
+        from blobench import harness
         @harness.register_problem("adv-no-dim-x")
         class NoDim(harness.Problem):
             params = {}
@@ -378,8 +377,7 @@ BAD_PLUGINS = {
             def hypergradient(self, x): return torch.zeros(2, dtype=torch.float64)
     '''), "dim_x is not set"),
     "param_not_param": (textwrap.dedent('''
-        import harness
-
+        from blobench import harness
         @harness.register_estimator("adv-int-param")
         class IntParam(harness.Estimator):
             params = {"k": 3}
@@ -387,8 +385,8 @@ BAD_PLUGINS = {
     '''), "params['k'] must be a harness.Param"),
     "wrong_hypergradient": (textwrap.dedent('''
         import torch
-        import harness
-        from problems.quadratic import Quadratic
+        from blobench import harness
+        from blobench.problems.quadratic import Quadratic
 
         @harness.register_problem("adv-wrong-hypergrad")
         class Wrong(Quadratic):
@@ -414,8 +412,7 @@ def test_plugin_errors_in_estimate_are_one_line(plugin, in_tmp, capsys):
     """Before: a huge dim in `estimate` (memory error) and a raising plugin estimator were tracebacks;
     an unknown name gave no hint that a plugin file might define it."""
     (in_tmp / "raiser.py").write_text(textwrap.dedent('''
-        import harness
-
+        from blobench import harness
         @harness.register_estimator("adv-raises")
         class Raises(harness.Estimator):
             params = {}
@@ -497,6 +494,6 @@ def test_dask_quiet_is_quiet(in_tmp):
     (in_tmp / "m.toml").write_text('name = "m"\n[[experiment]]\nproblem = "quadratic"\nestimator = "itd"\n'
                                    'metric = "error_vs_budget"\nmetric_params = { budget = "inner_steps", values = [1] }\n')
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run([sys.executable, "-m", "harness", "run", "m.toml", "--backend", "dask", "-j", "2", "-q"],
+    r = subprocess.run([sys.executable, "-m", "blobench", "run", "m.toml", "--backend", "dask", "-j", "2", "-q"],
                        cwd=in_tmp, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr

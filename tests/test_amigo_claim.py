@@ -1,10 +1,10 @@
-"""claims/amigo.py: the warm-start claim's mechanism, its mutation, and the rule it applies."""
+"""blobench/claims/amigo.py: the warm-start claim's mechanism, its mutation, and the rule it applies."""
 from __future__ import annotations
 
-import harness
-from claims import amigo
-from estimators.single_loop import AmIGO
-from harness.registry import CLAIMS
+from blobench import harness
+from blobench.claims import amigo
+from blobench.estimators.single_loop import AmIGO
+from blobench.core.registry import CLAIMS
 
 
 def test_claim_registered_and_mutation_restores():

@@ -71,7 +71,7 @@ def test_the_comparison_sees_a_one_ulp_change(before_dir, monkeypatch):
     changes the digests, so the comparison above is bit for bit, not to a tolerance."""
     import torch
 
-    import problems.quadratic as Q
+    import blobench.problems.quadratic as Q
 
     ref = _before(before_dir, ["ji-itd-truncated-error"])
     setup = Q.Quadratic.setup

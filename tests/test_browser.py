@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-import harness
-from harness.report import write_report
+from blobench import harness
+from blobench.report import write_report
 from tests.test_report import ALL, make_run, violation_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.claim_base import Claim, ClaimResult, Verdict, check
-from harness.cli import main
-from harness.errors import BlobenchError
-from harness.measures import RateFit, fit_geometric_rate
-from harness.registry import CLAIMS
+from blobench import harness
+from blobench.gate.claim_base import Claim, ClaimResult, Verdict, check
+from blobench.cli import main
+from blobench.core.errors import BlobenchError
+from blobench.measure.metrics import RateFit, fit_geometric_rate
+from blobench.core.registry import CLAIMS
 
 # ----------------------------------------------------------------------------- the CI gate over real claims
 
@@ -148,7 +148,7 @@ def test_rate_violation_is_flagged_in_rows_and_cli(test_claims, capsys, tmp_path
     out = capsys.readouterr().out
     assert "RATE VIOLATION t-rate-violation: itd rate 0.79" in out and "(no interval) beyond its bound 0.7" in out
     assert "RATE VIOLATION t-holds" not in out
-    from harness.claim_base import load_results
+    from blobench.gate.claim_base import load_results
 
     back = {x.name: x for x in load_results(tmp_path / "r.json")}
     assert back["t-rate-violation"].rate_violations and not back["t-holds"].rate_violations

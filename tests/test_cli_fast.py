@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import harness
-from harness.cli import main
-from harness.registry import CLAIMS, ESTIMATORS, METRICS, PROBLEMS, _fingerprint, catalog, describe_text
+from blobench import harness
+from blobench.cli import main
+from blobench.core.registry import CLAIMS, ESTIMATORS, METRICS, PROBLEMS, _fingerprint, catalog, describe_text
 
 PROBE = ("import atexit, sys; atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', "
-         "file=sys.stderr)); from harness.cli import main; sys.exit(main(sys.argv[1:]))")
+         "file=sys.stderr)); from blobench.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _cli(args, cache):
@@ -51,7 +51,7 @@ def test_cached_catalog_says_what_the_live_registries_say(tmp_path, monkeypatch,
 
 def test_editing_a_plugin_file_invalidates_the_catalog(tmp_path, monkeypatch):
     """(Planted: a fingerprint that ignores the plugin files serves a stale catalog: this test fails.)"""
-    import problems.quadratic as q
+    import blobench.problems.quadratic as q
 
     before = _fingerprint()
     path = Path(q.__file__)
@@ -67,7 +67,7 @@ def test_editing_a_plugin_file_invalidates_the_catalog(tmp_path, monkeypatch):
 def test_plugin_files_are_listed_live(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BLOBENCH_CACHE_DIR", str(tmp_path))
     f = tmp_path / "plug.py"
-    f.write_text("import harness\n\n@harness.register_estimator('cli-fast-plugin')\nclass E(harness.Estimator):\n"
+    f.write_text("from blobench import harness\n\n@harness.register_estimator('cli-fast-plugin')\nclass E(harness.Estimator):\n"
                  "    params = {}\n\n    def estimate(self, oracles, x, noise, state=None):\n"
                  "        return harness.Estimate(oracles.exact(x))\n")
     assert main(["--plugin", str(f), "list", "estimators"]) == 0
@@ -83,25 +83,25 @@ def test_an_unwritable_cache_is_skipped(tmp_path, monkeypatch, capsys, bad):
 
 
 def test_registry_imports_no_module_that_registers_into_it():
-    """Issue 16: no import circle registry <-> measures/outer. The registry imports only harness.errors at
-    module level and never names measures, outer or a plugin package; harness.discovery imports them all.
-    (Planted: discover() importing harness.measures again, as before: this test fails.)"""
+    """Issue 16: no import circle registry <-> measures/outer. The registry imports only blobench.core.errors at
+    module level and never names measures, outer or a plugin package; blobench.engine.discovery imports them all.
+    (Planted: discover() importing blobench.measure.metrics again, as before: this test fails.)"""
     import ast
 
-    import harness.registry as reg
+    import blobench.core.registry as reg
 
     src = Path(reg.__file__).read_text()
     tree = ast.parse(src)
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    local = {n.module for n in top if isinstance(n, ast.ImportFrom) and n.level}
-    assert local == {"errors"}, local
+    local = {n.module for n in top if isinstance(n, ast.ImportFrom) and n.module.startswith("blobench")}
+    assert local == {"blobench.core.errors"}, local
     every = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    for banned in ("measures", "outer", "harness.measures", "harness.outer", "problems", "estimators"):
-        assert banned not in every and f"harness.{banned}" not in strings, banned
+    for banned in ("blobench.measure.metrics", "blobench.measure.outer", "blobench.problems", "blobench.estimators"):
+        assert banned not in every and banned not in strings, banned
     # and discovery registers the built-in metrics through the modules that define them
-    import harness.discovery as disc
+    import blobench.engine.discovery as disc
 
-    assert {"measures", "outer"} <= {a.name for n in ast.parse(Path(disc.__file__).read_text()).body
+    assert {"metrics", "outer", "complexity"} <= {a.name for n in ast.parse(Path(disc.__file__).read_text()).body
                                      if isinstance(n, ast.ImportFrom) for a in n.names}
     assert set(harness.metrics()) >= {"bias_variance", "error_vs_budget", "convergence"}

@@ -1,15 +1,15 @@
-"""The complexity metric (harness.complexity): counted calls to a target accuracy, bounds, exponents, figure."""
+"""The complexity metric (blobench.measure.complexity): counted calls to a target accuracy, bounds, exponents, figure."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import harness
-from harness.complexity import (calls_by_kind, calls_to_target, complexity, fit_exponent, plot_complexity,
+from blobench import harness
+from blobench.measure.complexity import (calls_by_kind, calls_to_target, complexity, fit_exponent, plot_complexity,
                                 upper_bound_order)
-from harness.measures import CellContext
-from harness.outer import outer_loop
+from blobench.measure.metrics import CellContext
+from blobench.measure.outer import outer_loop
 
 
 def test_fit_exponent_recovers_power_laws():
@@ -108,7 +108,7 @@ def test_calls_table_and_calls_vs_eps_for_an_unswept_slice(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.complexity import calls_table, draw_calls_vs_eps
+    from blobench.measure.complexity import calls_table, draw_calls_vs_eps
 
     rows = []
     for est, calls, div in (("saba", {1e-1: 100.0, 1e-2: 1000.0, 1e-3: 10000.0}, 0.0), ("soba", {1e-1: 50.0}, 1.0),

@@ -3,9 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-
-
+from blobench import harness
 @pytest.fixture(scope="module")
 def quad():
     return harness.problem("quadratic", dim=6, kappa=10)
@@ -137,7 +135,7 @@ def test_wrong_shape_from_a_plugin_is_a_clear_error():
 def test_problem_on_a_device_moves_its_tensors_and_runs_there():
     """The device path of harness.estimate without a GPU: on the shape-only "meta" device, the estimators' oracles
     must see the problem's matrices on the draws' device (a CPU problem with meta draws is a device mismatch)."""
-    from harness.sampling import draw_noise, run_draws
+    from blobench.measure.sampling import draw_noise, run_draws
 
     p = harness.problem("quadratic", dim=4, kappa=3, noise=0.3)
     assert p.on("cpu") is p

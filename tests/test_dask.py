@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import harness
-from harness.runner import read_summary
+from blobench import harness
+from blobench.engine.runner import read_summary
 
 distributed = pytest.importorskip("distributed")
 sys.path.insert(0, str(Path(__file__).resolve().parent))

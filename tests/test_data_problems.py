@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.cli import main
-from harness.data import DataError, load_npz
-from harness.matrix import cell_key, load_matrix
+import blobench.core.errors
+from blobench import harness
+from blobench.cli import main
+from blobench.core.data import DataError, load_npz
+from blobench.engine.matrix import cell_key, load_matrix
 
 
 def _multiclass_file(path, n=90, p=6, C=3, seed=0):
@@ -81,7 +82,7 @@ def test_multilogreg_stationary_point_is_stationary_and_max_features(datadir):
 
 
 def test_multilogreg_finite_sum_matches_full_gradient(datadir):
-    from harness.oracles import Oracles
+    from blobench.core.oracles import Oracles
 
     p = harness.problem("libsvm-multilogreg", dataset="tiny3", n_train=50, n_val=30, stochastic=True)
     full = harness.problem("libsvm-multilogreg", dataset="tiny3", n_train=50, n_val=30)
@@ -93,7 +94,7 @@ def test_multilogreg_finite_sum_matches_full_gradient(datadir):
 
 
 def test_multilogreg_bad_sizes_are_one_line(datadir):
-    with pytest.raises(harness.errors.ParameterError, match="exceeds the 90 rows of 'tiny3'"):
+    with pytest.raises(blobench.core.errors.ParameterError, match="exceeds the 90 rows of 'tiny3'"):
         harness.problem("libsvm-multilogreg", dataset="tiny3", n_train=80, n_val=30)
 
 
@@ -125,7 +126,7 @@ def test_mnist_cleaning_truth_and_downsampling(datadir):
     assert p.p_feat == 16 and p.dim_x == 12 and p.corrupted.any()  # 8x8 -> 4x4
     x = torch.randn(p.dim_x, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     _fd_check(p, x)
-    with pytest.raises(harness.errors.ParameterError, match="downsample=3 needs square images"):
+    with pytest.raises(blobench.core.errors.ParameterError, match="downsample=3 needs square images"):
         harness.problem("mnist-cleaning", file="digits.npz", n_train=12, n_val=30, classes=3, downsample=3)
 
 
@@ -201,8 +202,8 @@ def test_cell_key_follows_the_data_file_content(datadir, monkeypatch):
 
 def test_cell_keys_of_problems_without_data_files_are_unchanged():
     """No data_files -> no data salt: the key is exactly the pre-issue-15 formula (identity + source digests)."""
-    from harness.matrix import _data_salt, _file_digest, plugin_sources
-    from harness.registry import plugin_file
+    from blobench.engine.matrix import _data_salt, _file_digest, plugin_sources
+    from blobench.core.registry import plugin_file
 
     m = load_matrix(_matrix({"dim": 3}, "quadratic"))
     c = m.cells[0]

@@ -11,17 +11,17 @@ import textwrap
 
 import pytest
 
-import harness
-from harness.cli import main
-from harness.registry import load_plugin_file
-from harness.runner import read_summary
+from blobench import harness
+from blobench.cli import main
+from blobench.core.registry import load_plugin_file
+from blobench.engine.runner import read_summary
 
 FAULTY_PLUGIN = textwrap.dedent('''
     """Deliberately broken estimators for the runner's fault-isolation tests."""
     import time
 
-    import harness
-    from harness.estimator_base import INNER_STEPS
+    from blobench import harness
+    from blobench.core.estimator_base import INNER_STEPS
 
 
     class _Base(harness.Estimator):
@@ -153,8 +153,8 @@ def test_timeout_on_a_worker_thread_is_a_hard_bound_even_inside_one_c_call(plugi
     run its 20 s.)"""
     import threading
 
-    from harness.matrix import cell_key, load_matrix
-    from harness.runner import run_cell
+    from blobench.engine.matrix import cell_key, load_matrix
+    from blobench.engine.runner import run_cell
 
     cell = load_matrix(fault_matrix(["test-c-sleep"])).cells[0]
     out = {}
@@ -164,7 +164,7 @@ def test_timeout_on_a_worker_thread_is_a_hard_bound_even_inside_one_c_call(plugi
     t.join(180)  # a fresh interpreter imports torch before the deadline starts: slow on a loaded machine
     assert not t.is_alive() and out["status"] == "timeout" and out["seconds"] < 10, out
     df = harness.load(in_tmp / "r") if (in_tmp / "r" / "manifest.json").exists() else None
-    from harness.store import read_shard
+    from blobench.engine.store import read_shard
 
     assert read_shard(in_tmp / "r", cell_key(cell))["status"].iloc[0] == "timeout"
     assert df is None
@@ -196,7 +196,7 @@ def test_bad_run_arguments_raise_parameter_errors(in_tmp):
 def test_divergence_rule_censored_rows_and_the_metrics_own_flag():
     """A complexity row whose eps was not reached (value NaN, reached = 0) is an outcome, not a divergence; a NaN
     anywhere else, an Inf even in a censored row, and a metric's own ``diverged`` row at 1 mark the cell diverged."""
-    from harness.runner import _divergence
+    from blobench.engine.runner import _divergence
 
     censored = [{"quantity": "calls_to_eps", "value": float("nan"), "reached": 0.0},
                 {"quantity": "calls_to_eps", "value": 120.0, "reached": 1.0}, {"quantity": "diverged", "value": 0.0}]

@@ -1,4 +1,4 @@
-"""claims/ji2021.py: cheap mechanism tests. The claims themselves run once, at size "ci", in
+"""blobench/claims/ji2021.py: cheap mechanism tests. The claims themselves run once, at size "ci", in
 tests/test_claims_gate.py (rule and control) and their mutations in tests/test_mutations.py."""
 import math
 
@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from claims import ji2021
-from harness.oracles import Oracles
-from harness.sampling import draw_noise
+import blobench.core.registry
+import blobench.core.numerics
+from blobench import harness
+from blobench.claims import ji2021
+from blobench.core.oracles import Oracles
+from blobench.measure.sampling import draw_noise
 
 NAMES = ["ji-itd-rate", "ji-aid-cg-bound", "ji-neumann-bound", "ji-stocbio-neumann", "ji-stocbio-variance",
          "ji-bio-sublinear", "ji-kappa-exponent", "ji-oracle-counts"]
@@ -19,7 +21,7 @@ def test_all_ji_claims_registered_with_citation_and_control():
     names = set(harness.claims())
     for n in NAMES:
         assert n in names
-        c = harness.registry.CLAIMS.get(n)
+        c = blobench.core.registry.CLAIMS.get(n)
         assert c.citation and c.statement and c.control and c.expected in ("holds", "not reproduced")
 
 
@@ -90,7 +92,7 @@ def test_breakages_do_what_they_say_and_are_undone():
     assert calls["hvp"] == 3
     with ji2021.skip_cg_step():
         _, c2 = _est(p, "aid-cg", x, inner_steps=5, solver_steps=3)
-        assert c2["hvp"] == 2 and harness.numerics.cg is not None
+        assert c2["hvp"] == 2 and blobench.core.numerics.cg is not None
     with ji2021.drop_implicit_term():
         dropped, _ = _est(p, "aid-cg", x, inner_steps=5, solver_steps=3)
     fo, _ = _est(p, "fo", x, inner_steps=5)
@@ -130,7 +132,7 @@ def test_itd_rate_rule_fails_on_a_mis_set_step():
 
 
 def test_merged_control_holds_if_any_holds():
-    from harness.claim_base import Verdict
+    from blobench.gate.claim_base import Verdict
 
     ok, bad = Verdict(True, "a", "p"), Verdict(False, "b", "p")
     assert ji2021._merge([("x", lambda: bad), ("y", lambda: ok)]).holds

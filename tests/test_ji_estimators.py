@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.errors import ParameterError
-from harness.measures import mean_test
-from harness.oracles import Oracles
-from harness.outer import outer_loop
+from blobench import harness
+from blobench.core.errors import ParameterError
+from blobench.measure.metrics import mean_test
+from blobench.core.oracles import Oracles
+from blobench.measure.outer import outer_loop
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def np_gd(m, x, D, lr):
 
 def test_stocbio_on_deterministic_problem_is_the_neumann_closed_form(quad):
     """Deterministic problem: stocBiO = rho x + B^T eta sum_{i<=Q} (I - eta A)^i (y_D - c), y_D from D GD steps,
-    all computed in numpy from the problem's matrices (no harness.numerics on the reference side)."""
+    all computed in numpy from the problem's matrices (no blobench.core.numerics on the reference side)."""
     x, D, Q = x_of(quad), 9, 6
     lr = eta = 1.0 / quad.constants["L"]
     a = one(quad, "stocbio", x, inner_steps=D, solver_steps=Q).grads[0].numpy()
@@ -93,7 +93,7 @@ def test_stocbio_on_deterministic_problem_is_the_neumann_closed_form(quad):
 
 
 def np_stochastic_estimate(p, nz, x, D, lr, eta, hess_factors):
-    """One stocBiO / BSA draw on the stochastic quadratic, in numpy from the drawn batches (problems/quadratic.py):
+    """One stocBiO / BSA draw on the stochastic quadratic, in numpy from the drawn batches (blobench/problems/quadratic.py):
     grad_y g(x, y; xi) = Q diag(lam w) Q^T y - B (x (1 + t)) - (b + e_b), grad_y f = y - c - e_c, grad_x f = rho x,
     grad2_xy g v = -(1 + t) * B^T v. Returns (estimate, v_0, y_D, hessians H_j) with v = apply(H_j's, v_0)."""
     m, g = np_quad(p), {k: v.numpy() for k, v in nz.items()}

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-
-
+from blobench import harness
 def central_fd(fn, x, h=1e-5):
     out = torch.zeros_like(x)
     for i in range(x.numel()):
@@ -84,7 +82,7 @@ def test_stationary_points_are_stationary_and_cached(monkeypatch):
     """The BFGS solve runs once per parameter set: count the solver calls (an empty cache to start from)."""
     import scipy.optimize
 
-    import problems.logreg_l2 as mod
+    import blobench.problems.logreg_l2 as mod
 
     monkeypatch.setattr(mod, "_STATIONARY_CACHE", {})
     calls = []

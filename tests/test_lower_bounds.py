@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.oracles import Oracles
-from problems.lb_scsc import last_nonzero
+from blobench import harness
+from blobench.core.oracles import Oracles
+from blobench.problems.lb_scsc import last_nonzero
 
 
 def central_fd(fn, x, h=1e-5):
@@ -133,10 +133,10 @@ def test_bad_parameters_are_named():
 
 def test_mutations_are_well_formed_and_each_patch_breaks_its_mechanism():
     """claims/ji_liang2023.MUTATIONS: (name, caught_by, patch); each patch really applies (and is undone)."""
-    from claims.ji_liang2023 import MUTATIONS
-    from harness.numerics import inner_agd, inner_gd
-    from harness.outer import outer_loop
-    from harness.registry import CLAIMS
+    from blobench.claims.ji_liang2023 import MUTATIONS
+    from blobench.core.numerics import inner_agd, inner_gd
+    from blobench.measure.outer import outer_loop
+    from blobench.core.registry import CLAIMS
 
     harness.discover()
     names = [m[0] for m in MUTATIONS]

@@ -7,17 +7,17 @@ import math
 import pytest
 import torch
 
-import harness
-from claims import anil
-from claims.anil import fewer, iterations_to_eps, more
-from claims.maml import converges, growth_experiment, lipschitz_and_step
+from blobench import harness
+from blobench.claims import anil
+from blobench.claims.anil import fewer, iterations_to_eps, more
+from blobench.claims.maml import converges, growth_experiment, lipschitz_and_step
 
 MAML = ["maml-meta-gradient-growth", "maml-step-size-convergence", "maml-convex-no-step-condition"]
 ANIL = ["anil-strongly-convex-more-steps-faster", "anil-nonconvex-trend-reverses"]
 
 
 def test_claims_record_expectations():
-    from harness.registry import CLAIMS
+    from blobench.core.registry import CLAIMS
 
     for n in MAML:
         assert CLAIMS.get(n).expected == "holds"

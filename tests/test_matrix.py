@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.matrix import Matrix, MatrixError, cell_key, load_matrix, validate_cells
+from blobench.engine.matrix import Matrix, MatrixError, cell_key, load_matrix, validate_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 

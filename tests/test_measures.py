@@ -1,4 +1,4 @@
-"""Statistics of harness.measures against independent truths.
+"""Statistics of blobench.measure.metrics against independent truths.
 
 * variance: a closed form on the stochastic quadratic (derivation below);
 * the unbiasedness tests: empirical false-alarm rate with the exact estimator plus
@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.errors import ParameterError
-from harness.measures import CellContext, hotelling_test, mean_test, summarize_draws
+from blobench import harness
+from blobench.core.errors import ParameterError
+from blobench.measure.metrics import CellContext, hotelling_test, mean_test, summarize_draws
 
 
 def itd1_covariance(p, lr: float, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact mean and covariance of ``itd`` with inner_steps=1 at x = 0 on stochastic ``quadratic``.
 
-    With y_0 = 0 and x = 0 (problems/quadratic.py noise model, s^2 = noise^2 / batch):
+    With y_0 = 0 and x = 0 (blobench/problems/quadratic.py noise model, s^2 = noise^2 / batch):
       y_1 = -lr grad_y g(0, 0; xi) = lr (b + e_b)              (w drops out since y_0 = 0)
       v_1 = grad_y f(0, y_1; xi') = y_1 - c - e_c
       estimate = rho*0 - lr grad2_xy g(0, y_0; xi) v_1 = lr (1 + t) * (B^T v_1)
@@ -164,7 +164,7 @@ def test_memory_and_time_vs_budget_metrics():
     assert {"memory_vs_budget", "time_vs_budget"} <= set(harness.metrics())
     p = harness.problem("quadratic", dim=300, kappa=2.0)
     ctx = CellContext(p, "itd", {"inner_lr": 0.5})
-    from harness.measures import memory_vs_budget, time_vs_budget
+    from blobench.measure.metrics import memory_vs_budget, time_vs_budget
 
     rows = memory_vs_budget(ctx, values=[5, 25, 45])
     slope = next(r["value"] for r in rows if r["quantity"] == "bytes_per_budget")

@@ -1,12 +1,12 @@
-"""harness.memory.peak_memory against the known size of the tensors a function must hold."""
+"""blobench.measure.memory.peak_memory against the known size of the tensors a function must hold."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-import harness
-from harness.errors import ParameterError
-from harness.memory import peak_memory
+from blobench import harness
+from blobench.core.errors import ParameterError
+from blobench.measure.memory import peak_memory
 
 
 def hold_k(k: int, d: int) -> torch.Tensor:
@@ -58,7 +58,7 @@ def test_preexisting_tensor_not_counted(tracker):
 def test_dispatch_tracker_agrees_with_profiler_on_differences():
     """Growth of the stored unroll with r (and flatness of the recomputing one) is the same under both trackers,
     also through torch.func transforms (the exact branch uses grad / vjp)."""
-    from harness.oracles import Oracles
+    from blobench.core.oracles import Oracles
 
     def peaks(memory: str, tracker: str) -> list[int]:
         out = []

@@ -1,4 +1,4 @@
-"""The mutation suite (harness/mutations.py): every declared breakage is caught by a claim, at size "ci".
+"""The mutation suite (blobench/gate/mutations.py): every declared breakage is caught by a claim, at size "ci".
 
 Each real mutation runs once here (the fast suite); the collector, the scoring, the survivor path and the
 CLI are tested on a throwaway claim module registered for the duration of a test."""
@@ -11,13 +11,14 @@ from unittest import mock
 import pytest
 import torch
 
-import harness
-from harness import mutations
-from harness.claim_base import Claim, Verdict
-from harness.cli import main
-from harness.errors import BlobenchError
-from harness.oracles import Oracles
-from harness.registry import CLAIMS
+import blobench.core.numerics
+from blobench import harness
+from blobench.gate import mutations
+from blobench.gate.claim_base import Claim, Verdict
+from blobench.cli import main
+from blobench.core.errors import BlobenchError
+from blobench.core.oracles import Oracles
+from blobench.core.registry import CLAIMS
 
 REAL = mutations.collect()
 # issue 11's list: dropped implicit term, reused Hessian batch, skipped CG step, under-reported calls, wrong sign,
@@ -35,11 +36,11 @@ def test_required_mutations_are_declared():
 
 @pytest.mark.parametrize("m", REAL, ids=[m.name for m in REAL])
 def test_mutation_is_caught(m):
-    orig = (Oracles.hvp_jvp, harness.numerics.cg)
+    orig = (Oracles.hvp_jvp, blobench.core.numerics.cg)
     r = mutations.run_mutation(m, "ci")
     assert r.caught, f"{m.name} survived: {r.outcomes}"
     assert r.caught_by in m.caught_by and r.tried[-1] == r.caught_by
-    assert (Oracles.hvp_jvp, harness.numerics.cg) == orig  # the patch was undone
+    assert (Oracles.hvp_jvp, blobench.core.numerics.cg) == orig  # the patch was undone
 
 
 # ----------------------------------------------------------------------------- collector, score, CLI on a test module
@@ -131,12 +132,12 @@ def test_no_result_computed_under_a_mutation_survives_it():
     """ufo-fo-stalls memoises its fo/maml runs; the mutation suite once left the runs it made under
     'ufo-exact-branch-drops-hessian' (maml = fo) in that memo, so the claim read fo = ufo = maml = 1 and failed
     in any later run of the same process. run_mutation now clears every registered memo before and after."""
-    from harness.claim_base import _MEMOS
+    from blobench.gate.claim_base import _MEMOS
 
     m = next(m for m in mutations.collect(None) if m.name == "ufo-exact-branch-drops-hessian")
     assert mutations.run_mutation(m, "ci").caught
     assert all(len(c) == 0 if isinstance(c, dict) else c.cache_info().currsize == 0 for c in _MEMOS)
-    from harness.registry import CLAIMS
+    from blobench.core.registry import CLAIMS
 
     r = CLAIMS.get("ufo-fo-stalls")().run("ci")
     assert r.passed, r.measured

@@ -4,9 +4,9 @@ import pytest
 import scipy.linalg
 import torch
 
-import harness
-from harness.numerics import cg, fixed_point, inner_gd, neumann, unroll_backward
-from harness.oracles import Oracles
+from blobench import harness
+from blobench.core.numerics import cg, fixed_point, inner_gd, neumann, unroll_backward
+from blobench.core.oracles import Oracles
 
 
 def spd(n=8, kappa=20.0, seed=0):

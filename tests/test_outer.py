@@ -1,11 +1,11 @@
-"""The outer loop and the convergence metric (harness/outer.py) against an independent numpy outer loop.
+"""The outer loop and the convergence metric (blobench/measure/outer.py) against an independent numpy outer loop.
 
 On the deterministic quadratic every quantity the convergence metric records has a closed form:
 x_{t+1} = x_t - beta_t grad Phi(x_t) with grad Phi(x) = rho x + B^T A^-1 (A^-1 (B x + b) - c), Phi* at the
 unique stationary point, so the schedules, ||grad Phi||^2, Phi - Phi*, the distance to the stationary point,
 the cumulative oracle calls, the divergence stop and the evaluation grid are all compared with numbers
 computed here in numpy from the problem's matrices. Also: the low-dimensional end points the landscape figure
-draws, and claims.anil.iterations_to_eps (the first k, not merely some k).
+draws, and blobench.claims.anil.iterations_to_eps (the first k, not merely some k).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.measures import CellContext
-from harness.outer import convergence, outer_loop, step_size
+from blobench import harness
+from blobench.measure.metrics import CellContext
+from blobench.measure.outer import convergence, outer_loop, step_size
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +168,8 @@ def test_landscape_end_points_are_the_outer_loops_x_final(in_tmp):
 
 
 def test_iterations_to_eps_is_the_first_k():
-    """claims.anil.iterations_to_eps returns the FIRST k with ||grad_k||^2 <= eps ||grad_0||^2: recomputed here."""
-    from claims.anil import iterations_to_eps
+    """blobench.claims.anil.iterations_to_eps returns the FIRST k with ||grad_k||^2 <= eps ||grad_0||^2: recomputed here."""
+    from blobench.claims.anil import iterations_to_eps
 
     p = harness.problem("anil-fewshot", unroll_steps=1, tasks=2)
     beta, eps = 2.0, 0.5

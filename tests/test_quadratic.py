@@ -3,9 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-
-
+from blobench import harness
 def central_fd(fn, x, h=1e-5):
     g = torch.zeros_like(x)
     for i in range(x.numel()):
@@ -141,7 +139,7 @@ def test_householder_basis_ground_truth():
 
 def test_householder_congruence_is_the_product():
     """The congruence helper against Q diag(lam) Q^T with Q from the product helper (both independent of torch)."""
-    from problems.quadratic import householder_congruence, householder_product
+    from blobench.problems.quadratic import householder_congruence, householder_product
 
     rng = np.random.default_rng(0)
     V = rng.standard_normal((5, 30))

@@ -1,12 +1,12 @@
-"""Fitted rates with confidence intervals and theoretical bounds (harness.measures: fit_rate, RateFit,
+"""Fitted rates with confidence intervals and theoretical bounds (blobench.measure.metrics: fit_rate, RateFit,
 theoretical_rate) and the rate columns of error_vs_budget."""
 import math
 
 import numpy as np
 import pytest
 
-import harness
-from harness.measures import CellContext, RateFit, error_vs_budget, fit_loglinear, fit_rate
+from blobench import harness
+from blobench.measure.metrics import CellContext, RateFit, error_vs_budget, fit_loglinear, fit_rate
 
 
 def test_fit_rate_recovers_a_known_rate_with_an_interval_that_covers_it():

@@ -1,15 +1,16 @@
-"""SRBA and VRBO (estimators/recursive_vr.py): exact truth on deterministic and finite-sum problems, the
+"""SRBA and VRBO (blobench/estimators/recursive_vr.py): exact truth on deterministic and finite-sum problems, the
 SARAH recursion and the full-batch refresh checked term by term, and their oracle counts."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-import harness
-from estimators.recursive_vr import SRBA
-from harness.oracles import ORACLE_NAMES, Oracles
-from harness.outer import outer_loop
-from harness.sampling import estimate
+import blobench.core.errors
+from blobench import harness
+from blobench.estimators.recursive_vr import SRBA
+from blobench.core.oracles import ORACLE_NAMES, Oracles
+from blobench.measure.outer import outer_loop
+from blobench.measure.sampling import estimate
 
 ZERO = dict.fromkeys(ORACLE_NAMES, 0)
 
@@ -259,17 +260,17 @@ def test_vrbo_counts_deterministic_and_through_harness_estimate(quad, fquad):
 @pytest.mark.parametrize("name", ["srba", "vrbo"])
 def test_rejects_stochastic_problem_without_finite_sum(name):
     p = harness.problem("quadratic", dim=3, noise=0.3)
-    with pytest.raises(harness.errors.ParameterError, match="finite-sum"):
+    with pytest.raises(blobench.core.errors.ParameterError, match="finite-sum"):
         harness.estimator(name).draw(p, torch.Generator(), 2)
 
 
 
-# -- claims/variance_reduced.py: vrbo-sample-complexity-vs-stocbio's helpers ---------------------------------------
+# -- blobench/claims/variance_reduced.py: vrbo-sample-complexity-vs-stocbio's helpers ---------------------------------------
 def test_vr_schedule_full_pass_is_the_large_batch_and_stocbio_batch_fits_the_sum():
     import math
 
-    from claims.stocbio_complexity import neumann_steps
-    from claims.variance_reduced import VR_KAPPA, vr_grid, vr_schedule
+    from blobench.claims.stocbio_complexity import neumann_steps
+    from blobench.claims.variance_reduced import VR_KAPPA, vr_grid, vr_schedule
 
     s = vr_schedule(0.01)
     assert (s["vrbo_batch"], s["n"], s["stocbio_batch"], s["stocbio_capped"]) == (10, 400, 200, False)
@@ -285,8 +286,8 @@ def test_vr_schedule_full_pass_is_the_large_batch_and_stocbio_batch_fits_the_sum
 
 def test_vr_problem_finite_sum_exact_grad_phi_is_problem_hypergradient():
     """The finite sum's own y*(x) and grad Phi (full-pass averages, the Hessian solved exactly) are the population's."""
-    from estimators.recursive_vr import Lin, full_grad_f
-    from claims.variance_reduced import vr_problem
+    from blobench.estimators.recursive_vr import Lin, full_grad_f
+    from blobench.claims.variance_reduced import vr_problem
 
     p = vr_problem(36)
     o = Oracles(p)
@@ -304,8 +305,8 @@ def test_vrbo_samples_to_eps_counts_and_running_mean_stop():
     """K is the first running average of ||grad Phi||^2 <= eps (recomputed from the outer loop), and the samples are
     the docstring's VRBO counts over the K - 1 calls that produced x_0 .. x_{K-1}, times the batch size."""
     import numpy as np
-    from claims.stocbio_complexity import kappa_outer_lr
-    from claims.variance_reduced import vr_problem, vrbo_samples_to_eps
+    from blobench.claims.stocbio_complexity import kappa_outer_lr
+    from blobench.claims.variance_reduced import vr_problem, vrbo_samples_to_eps
 
     b, n, Q, D, eps = 3, 36, 2, 3, 0.16
     p = vr_problem(n)
@@ -333,7 +334,7 @@ def test_vr_verdict_rule():
     """The rule on synthetic rows: eps^-1.5 log against eps^-2 log holds; equal exponents, an exponent above
     Theorem 2's order, or one unreached eps fail."""
     import math
-    from claims.variance_reduced import vr_verdict
+    from blobench.claims.variance_reduced import vr_verdict
 
     grid = [0.16, 0.08, 0.04, 0.02, 0.01]
     rows = lambda f, miss=None: [{"eps": e, "reached": e != miss, "final_running_avg": 0.0, "K": 1,  # noqa: E731

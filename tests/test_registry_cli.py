@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-import harness
-from harness.cli import main
+from blobench import harness
+from blobench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,9 +42,9 @@ def test_bad_estimator_parameters(kw, msg):
 
 PLUGIN = '''
 """A third-party estimator in one file: gradient at y_D scaled by 2 (deliberately wrong)."""
-import harness
-from harness.estimator_base import INNER_STEPS, INNER_LR
-from harness.numerics import inner_gd
+from blobench import harness
+from blobench.core.estimator_base import INNER_STEPS, INNER_LR
+from blobench.core.numerics import inner_gd
 
 @harness.register_estimator("twice-fo")
 class TwiceFO(harness.Estimator):
@@ -86,7 +86,7 @@ def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd or ROOT,
+    return subprocess.run([sys.executable, "-m", "blobench", *args], capture_output=True, text=True, cwd=cwd or ROOT,
                           timeout=300)
 
 

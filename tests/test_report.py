@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import harness
-from harness.claim_base import ClaimResult, load_results, save_results
-from harness.cli import main
-from harness.errors import BlobenchError
-from harness.report import theoretical_rate, write_report
-from harness.store import write_manifest, write_shard
+from blobench import harness
+from blobench.gate.claim_base import ClaimResult, load_results, save_results
+from blobench.cli import main
+from blobench.core.errors import BlobenchError
+from blobench.report import theoretical_rate, write_report
+from blobench.engine.store import write_manifest, write_shard
 
 CALLS = ["calls_grad_x_f", "calls_grad_y_f", "calls_grad_y_g", "calls_hvp", "calls_jvp"]
 
@@ -226,8 +226,9 @@ def test_cli_report_with_claims_file_and_out(tmp_path, capsys):
 
 def test_kappa_scaling_figure_from_claim_evidence(tmp_path):
     """Claims whose evidence records counts against kappa get a log-log figure with their fitted exponents."""
-    from harness.claim_base import ClaimResult
-    from harness.report import _Doc, kappa_scaling_section
+    from blobench.gate.claim_base import ClaimResult
+    from blobench.report.page import Doc as _Doc
+    from blobench.report import kappa_scaling_section
 
     ev = {"kappa": [2, 4, 8], "iterations": [10.0, 40.0, 160.0], "exponents": {"iterations": 2.0}, "eps": 1e-4}
     r = ClaimResult("k", "cite", "stmt", "holds", "holds", "m", "<= 3", "ctl", False, True, 0.1, {"main": ev})
@@ -242,8 +243,8 @@ def test_kappa_scaling_figure_from_claim_evidence(tmp_path):
 
 def test_landscape_figure_marks_end_points(in_tmp):
     """One-dimensional convergence cells record their end points; the report draws Phi with them marked."""
-    import harness
-    from harness.report import write_report
+    from blobench import harness
+    from blobench.report import write_report
 
     m = {"name": "land", "experiment": [{
         "problem": "ufo-counterexample", "estimators": ["fo", "maml"], "metric": "convergence",
@@ -259,8 +260,9 @@ def test_landscape_figure_marks_end_points(in_tmp):
 
 def test_fewshot_table_from_claim_evidence():
     """A claim recording per-method accuracies gets the few-shot table, with the equal-compute columns when present."""
-    from harness.claim_base import ClaimResult
-    from harness.report import _Doc, fewshot_section
+    from blobench.gate.claim_base import ClaimResult
+    from blobench.report.page import Doc as _Doc
+    from blobench.report import fewshot_section
 
     rows = {"FO": {"acc_iters_mean": 0.78, "acc_iters_ci": [0.77, 0.79], "iterations": 100, "calls": 5600.0,
                    "mean_q": None, "acc_compute_mean": 0.82, "acc_compute_ci": [0.81, 0.83], "iterations_compute": 243},
@@ -283,8 +285,8 @@ def test_fewshot_table_from_claim_evidence():
 
 WRONG_MU_PLUGIN = '''
 """Test plugin: the quadratic problem declaring mu twice too large (a deliberately wrong constant)."""
-import harness
-from harness.registry import PROBLEMS
+from blobench import harness
+from blobench.core.registry import PROBLEMS
 
 
 @harness.register_problem("quadratic-wrong-mu")
@@ -354,7 +356,7 @@ def test_violated_bound_is_flagged_with_measured_and_predicted(tmp_path):
 def test_figures_have_svg_and_no_empty_axes(tmp_path):
     """Every figure is written as PNG and SVG, and every axes of every figure draws finite data (from the
     figure manifest, not pixels); a recorded metric-level rate interval and violation column are honoured."""
-    from harness.report import style
+    from blobench.report import style
 
     md = write_report(make_run(tmp_path, ALL), tmp_path / "reports")
     out = md.parent
@@ -388,7 +390,7 @@ def test_toc_links_resolve_and_tables_sort(tmp_path):
 
 def test_deterministic_cells_are_deduplicated_across_seeds(tmp_path):
     """Identical rows under two seeds (a deterministic cell) are shown once; differing ones (stochastic) stay."""
-    from harness.report.base import dedup_deterministic
+    from blobench.report.base import dedup_deterministic
 
     run_dir = tmp_path / "runs" / "dup"
     write_manifest(run_dir, {"cells": 4})
@@ -406,7 +408,8 @@ def test_deterministic_cells_are_deduplicated_across_seeds(tmp_path):
 
 
 def test_fewshot_text_without_initial_accuracy_says_so():
-    from harness.report import _Doc, fewshot_section
+    from blobench.report.page import Doc as _Doc
+    from blobench.report import fewshot_section
 
     rows = {"FO": {"acc_iters_mean": 0.78, "acc_iters_ci": [0.77, 0.79], "iterations": 100, "calls": 5600.0}}
     r = ClaimResult("fs", "cite", "stmt.", "holds", "holds", "m", "p", "ctl", False, True, 0.1,
@@ -438,7 +441,7 @@ def test_legends_show_resolved_parameters_and_zipped_sweeps_are_lines(in_tmp):
 def test_convergence_to_eps_columns():
     """calls / seconds / iteration to eps = 1e-3 x the mean initial ||grad Phi||^2, from the seed-mean curve: a curve
     0.5^t reaches 1e-3 first at t = 10 (0.5^10 = 9.8e-4); one that halves only every 2 steps does not by t = 19."""
-    from harness.report.convergence import to_target
+    from blobench.report.convergence import to_target
 
     rows = []
     for est, rate in (("fast", 0.5), ("slow", 0.5 ** 0.5)):

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import harness
-from harness.cli import main
-from harness.errors import BlobenchError
-from harness.results_cli import apply_where, compare_runs, list_runs
-from harness.store import read_manifest, write_manifest, write_shard
+from blobench import harness
+from blobench.cli import main
+from blobench.core.errors import BlobenchError
+from blobench.report.results import apply_where, compare_runs, list_runs
+from blobench.engine.store import read_manifest, write_manifest, write_shard
 from tests.test_report import ALL, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,14 +140,14 @@ def test_report_where_reports_a_slice(tmp_path):
 
 
 def test_cli_version_help_and_broken_pipe():
-    env_py = [sys.executable, "-m", "harness"]
+    env_py = [sys.executable, "-m", "blobench"]
     v = subprocess.run(env_py + ["--version"], capture_output=True, text=True, cwd=ROOT)
     assert v.returncode == 0 and v.stdout.strip() == f"blobench {harness.__version__}"
     # a reader that leaves early (`blobench list | head -1`) gets no traceback
     p = subprocess.run(" ".join(env_py) + " list | head -1", shell=True, capture_output=True, text=True, cwd=ROOT)
     assert p.stdout.strip() == "problems:" and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
     # every positional and option of every subcommand has a help text
-    from harness.cli import build_parser
+    from blobench.cli import build_parser
 
     ap = build_parser()
     sub = next(a for a in ap._actions if a.__class__.__name__ == "_SubParsersAction")
@@ -169,7 +169,7 @@ def test_profiler_prints_no_usdt_lines():
     """`make run` output stays clean: kineto's "USDT ... profiler_start/stop" lines (printed from C++ to fd 2 on
     every profiler start and stop) are silenced around the CPU memory measurement, while the measured call's own
     stderr still gets through."""
-    code = ("import sys, torch\nfrom harness.memory import _cpu_peak\n"
+    code = ("import sys, torch\nfrom blobench.measure.memory import _cpu_peak\n"
             "def f():\n    sys.stderr.write('from the call\\n'); sys.stderr.flush()\n    return torch.ones(100) * 2\n"
             "print(_cpu_peak(f, (), {})[1])\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

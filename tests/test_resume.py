@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import harness
-from harness.runner import read_summary
-from harness.store import RunLock, RunLockedError, finished_keys
+from blobench import harness
+from blobench.engine.runner import read_summary
+from blobench.engine.store import RunLock, RunLockedError, finished_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,7 +52,7 @@ KILL_MATRIX = textwrap.dedent('''
 def test_resume_after_sigkill_equals_uninterrupted_run(in_tmp):
     plugin = write_plugin(in_tmp)
     (in_tmp / "m.toml").write_text(KILL_MATRIX)
-    cmd = [sys.executable, "-m", "harness", "--plugin", plugin, "run", "m.toml", "--runs-dir", "killed", "-q"]
+    cmd = [sys.executable, "-m", "blobench", "--plugin", plugin, "run", "m.toml", "--runs-dir", "killed", "-q"]
     proc = subprocess.Popen(cmd, cwd=in_tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     cells = in_tmp / "killed" / "killme"
     deadline = time.monotonic() + 60
@@ -77,7 +77,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(in_tmp):
 
 
 def test_second_writer_is_refused_with_a_clear_message(in_tmp, capsys):
-    from harness.cli import main
+    from blobench.cli import main
 
     (in_tmp / "m.toml").write_text(KILL_MATRIX.replace('"test-slow-exact"', '"itd"'))
     with RunLock(in_tmp / "runs" / "killme"):
@@ -92,7 +92,7 @@ def test_second_writer_is_refused_with_a_clear_message(in_tmp, capsys):
 
 def test_lock_of_a_killed_process_does_not_block(in_tmp):
     folder = in_tmp / "runs" / "x"
-    code = f"from harness.store import RunLock; RunLock({str(folder)!r}).acquire(); import time; time.sleep(60)"
+    code = f"from blobench.engine.store import RunLock; RunLock({str(folder)!r}).acquire(); import time; time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     lock = folder / ".lock"
     deadline = time.monotonic() + 30
@@ -108,7 +108,7 @@ def test_lock_of_a_killed_process_does_not_block(in_tmp):
 
 
 def test_rerun_recomputes_nothing_and_editing_one_estimator_file_recomputes_only_its_cells(in_tmp):
-    src = "import harness\n\n@harness.register_estimator({name!r})\nclass E(harness.Estimator):\n" \
+    src = "from blobench import harness\n\n@harness.register_estimator({name!r})\nclass E(harness.Estimator):\n" \
           "    params = {{}}\n\n    def estimate(self, oracles, x, noise, state=None):\n" \
           "        return harness.Estimate(oracles.exact(x))\n"
     pa, pb = in_tmp / "plug_a.py", in_tmp / "plug_b.py"
@@ -134,17 +134,17 @@ def test_rerun_recomputes_nothing_and_editing_one_estimator_file_recomputes_only
 
 
 def test_cell_key_follows_sibling_plugin_imports(tmp_path):
-    """A plugin that imports helpers from a sibling plugin module (digits-fewshot from problems/sinusoid.py)
+    """A plugin that imports helpers from a sibling plugin module (digits-fewshot from blobench/problems/sinusoid.py)
     gets a new cell key when only the helper file changes; harness and third-party imports are not followed."""
-    from harness.matrix import plugin_sources
-    from harness.registry import plugin_file
+    from blobench.engine.matrix import plugin_sources
+    from blobench.core.registry import plugin_file
 
     harness.discover()
     srcs = [Path(s).name for s in plugin_sources(plugin_file("problem", "digits-fewshot"))]
     assert srcs == ["digits_fewshot.py", "sinusoid.py"]
     pkg = tmp_path / "mypkg"
     pkg.mkdir()
-    (pkg / "helper.py").write_text("import torch\nimport harness\nX = 1\n")
+    (pkg / "helper.py").write_text("import torch\nfrom blobench import harness\nX = 1\n")
     (pkg / "deep.py").write_text("from mypkg.helper import X\n")
-    (pkg / "plug.py").write_text("import numpy\nfrom mypkg.deep import X\nfrom harness.params import Param\n")
+    (pkg / "plug.py").write_text("import numpy\nfrom mypkg.deep import X\nfrom blobench.core.params import Param\n")
     assert sorted(Path(s).name for s in plugin_sources(str(pkg / "plug.py"))) == ["deep.py", "helper.py", "plug.py"]

@@ -7,9 +7,9 @@ import time
 
 import pandas as pd
 
-import harness
-from harness.progress import Progress
-from harness.runner import read_summary
+from blobench import harness
+from blobench.engine.progress import Progress
+from blobench.engine.runner import read_summary
 
 SMALL = {"name": "small", "seeds": [0, 1], "experiment": [
     {"name": "budget", "problem": "quadratic", "problem_params": {"dim": 3, "kappa": [10, 100]},

@@ -9,9 +9,9 @@ import textwrap
 import pytest
 import torch
 
-import harness
-from harness.cli import main
-from harness.runner import read_summary
+from blobench import harness
+from blobench.cli import main
+from blobench.engine.runner import read_summary
 
 THREADS_PLUGIN = textwrap.dedent('''
     """A metric that reports the threads its worker computes with, and an estimator only this file defines."""
@@ -19,8 +19,8 @@ THREADS_PLUGIN = textwrap.dedent('''
 
     import torch
 
-    import harness
-    from harness.estimator_base import INNER_STEPS
+    from blobench import harness
+    from blobench.core.estimator_base import INNER_STEPS
 
 
     @harness.register_metric("inputs-threads")

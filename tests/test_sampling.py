@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import harness
-from harness.errors import ParameterError
-from harness.memory import peak_memory
-from harness.sampling import draw_noise, run_draws
+from blobench import harness
+from blobench.core.errors import ParameterError
+from blobench.measure.memory import peak_memory
+from blobench.measure.sampling import draw_noise, run_draws
 from tests.benchmarks.baselines import stocbio_autograd
 
 
@@ -91,7 +91,7 @@ def test_bad_sizes():
 
 def test_block_zero_is_the_single_up_front_draw(noisy):
     """n <= B: the noise is exactly estimator.draw(problem, Generator(seed), n), the draw before issue 13."""
-    from harness.sampling import NoiseBlocks, noise_block_size
+    from blobench.measure.sampling import NoiseBlocks, noise_block_size
 
     e = harness.estimator("stocbio", inner_steps=3, solver_steps=4, batch_size=2)
     B = noise_block_size(noisy, e)
@@ -105,7 +105,7 @@ def test_block_zero_is_the_single_up_front_draw(noisy):
 def test_noise_is_the_same_whatever_the_chunking(noisy):
     """Blocks are seeded by (seed, k) alone: any sequence of chunks sees the same rows, and block k is its
     own seeded draw (n > B here: B = 16 forced)."""
-    from harness.sampling import NoiseBlocks, block_seed
+    from blobench.measure.sampling import NoiseBlocks, block_seed
 
     e = harness.estimator("itd", inner_steps=2, batch_size=3)
     n, B = 75, 16
@@ -130,7 +130,7 @@ def test_results_do_not_depend_on_chunk(noisy, monkeypatch, name, params):
     """n = 75 draws in blocks of 16: the per-draw path is bit-identical whatever the chunk, and so is the
     vmapped path (every vmapped call runs on at least MIN_VMAP_ROWS rows); the two paths agree to float64
     rounding (GEMV per draw against GEMM per call)."""
-    import harness.sampling as S
+    import blobench.measure.sampling as S
 
     e = harness.estimator(name, **params)
     monkeypatch.setattr(S, "noise_block_size", lambda problem, est: 16)
@@ -151,7 +151,7 @@ def test_vmapped_results_bit_identical_whatever_the_chunk(monkeypatch, problem, 
     """The mission's determinism: the same draws give the same bits whatever ``chunk``. Without the padding
     of small vmapped calls (MIN_VMAP_ROWS = 1: the control) a call of one row (chunk = 1, or a UFO chunk in
     which one coin fired) goes through GEMV and rounds differently from the same draw in a larger call."""
-    import harness.sampling as S
+    import blobench.measure.sampling as S
 
     p, e = harness.problem(problem, **pparams), harness.estimator(name, **params)
     ref = harness.estimate(p, e, seed=1, n=96, chunk=96).grads
@@ -164,7 +164,7 @@ def test_vmapped_results_bit_identical_whatever_the_chunk(monkeypatch, problem, 
 def test_noise_memory_does_not_grow_with_n(monkeypatch):
     """With blocks of 64 draws, 16x more draws cost only their 16x larger output (grads and counts),
     not their noise: before issue 13 all n draws' noise was allocated at once."""
-    import harness.sampling as S
+    import blobench.measure.sampling as S
 
     p = harness.problem("quadratic", dim=8, noise=0.5)
     e = harness.estimator("stocbio", inner_steps=6, solver_steps=6, batch_size=4)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.matrix import load_matrix
+from blobench.engine.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 

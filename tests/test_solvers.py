@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import harness
-from harness.oracles import ORACLE_NAMES, Oracles
-from harness.outer import outer_loop
-from harness.sampling import estimate
+import blobench.core.errors
+from blobench import harness
+from blobench.core.oracles import ORACLE_NAMES, Oracles
+from blobench.measure.outer import outer_loop
+from blobench.measure.sampling import estimate
 
 NEW = ("grad_x_g", "f_value", "g_value")
 
@@ -96,7 +97,7 @@ def test_finite_sum_averages_to_the_population(request, pname, logreg):
 
 def test_saba_rejects_infinite_stochastic_problem():
     p = harness.problem("quadratic", dim=3, noise=0.3)
-    with pytest.raises(harness.errors.ParameterError, match="finite-sum"):
+    with pytest.raises(blobench.core.errors.ParameterError, match="finite-sum"):
         harness.estimator("saba").draw(p, torch.Generator(), 2)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import harness
-from claims import solvers
-from harness.registry import CLAIMS
-from estimators.first_order import F2SA
-from estimators.single_loop import SOBA, TTSA
-from estimators.variance_reduced import SABA
-from estimators.zeroth_order import ES
+from blobench import harness
+from blobench.claims import solvers
+from blobench.core.registry import CLAIMS
+from blobench.estimators.first_order import F2SA
+from blobench.estimators.single_loop import SOBA, TTSA
+from blobench.estimators.variance_reduced import SABA
+from blobench.estimators.zeroth_order import ES
 
 
 def test_fit_power_recovers_exponent_and_interval():

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.cli import main
-from harness.data import DataError, load_libsvm
+from blobench import harness
+from blobench.cli import main
+from blobench.core.data import DataError, load_libsvm
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_libsvm_logreg_truth_matches_finite_differences(datadir):
 
 
 def test_libsvm_logreg_finite_sum_and_soba_fixed_point(datadir):
-    from harness.oracles import Oracles
+    from blobench.core.oracles import Oracles
 
     p = harness.problem("libsvm-logreg", dataset="tiny", n_train=50, n_val=30, stochastic=True)
     assert p.finite_sum == (50, 30)
@@ -71,7 +71,7 @@ def test_libsvm_logreg_finite_sum_and_soba_fixed_point(datadir):
 def test_libsvm_logreg_cell_key_follows_the_file(datadir):
     from sklearn.datasets import dump_svmlight_file
 
-    from harness.matrix import cell_key, load_matrix
+    from blobench.engine.matrix import cell_key, load_matrix
 
     spec = {"name": "k", "seeds": [0], "devices": ["cpu"], "experiment": [{
         "name": "e", "problem": "libsvm-logreg", "problem_params": {"dataset": "tiny", "n_train": 50, "n_val": 30},

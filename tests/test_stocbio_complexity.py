@@ -1,4 +1,4 @@
-"""claims/stocbio_complexity.py: stocBiO's samples to eps (Ji, Yang, Liang 2021, Corollary 2).
+"""blobench/claims/stocbio_complexity.py: stocBiO's samples to eps (Ji, Yang, Liang 2021, Corollary 2).
 
 The sample count is the oracle layer's count times the batch size (checked against stocBiO's documented
 per-step accounting), the claim holds at ci size with its control failing, and the mutation really bites.
@@ -8,19 +8,20 @@ import math
 import numpy as np
 import torch
 
-import harness
-from claims import stocbio_complexity as sc
+import blobench.core.registry
+from blobench import harness
+from blobench.claims import stocbio_complexity as sc
 
 
 def _claim(name="stocbio-sample-complexity"):
-    c = harness.registry.CLAIMS.get(name)
+    c = blobench.core.registry.CLAIMS.get(name)
     return c() if isinstance(c, type) else c
 
 
 def test_registered_with_citation_and_control():
     for name in ("stocbio-sample-complexity", "stocbio-kappa-exponent"):
         assert name in set(harness.claims())
-        c = harness.registry.CLAIMS.get(name)
+        c = blobench.core.registry.CLAIMS.get(name)
         assert "2010.07962" in c.citation and c.statement and c.control and c.expected == "holds"
 
 
@@ -31,7 +32,7 @@ def test_samples_are_counted_calls_times_batch():
     Q, K, B = r["Q"], r["K"], r["batch_size"]
     assert Q == math.ceil(0.5 * 2 * math.log(1 / 0.08))
     steps = K - 1  # estimates made to produce x_1 .. x_{K-1}
-    # per estimate: D grad_y g, grad_x f + grad_y f, Q HV, 1 JV (estimators/stocbio.py's accounting)
+    # per estimate: D grad_y g, grad_x f + grad_y f, Q HV, 1 JV (blobench/estimators/stocbio.py's accounting)
     assert r["samples_Gc_g"] == steps * Q * B
     assert r["samples_Gc_f"] == steps * 2 * B
     assert r["samples_HV"] == steps * Q * B and r["samples_JV"] == steps * B
@@ -53,7 +54,7 @@ def test_claim_holds_and_control_fails_at_ci():
 def test_mutation_batch_ignored_is_caught():
     (name, caught_by, patch), = [m for m in sc.MUTATIONS if m[0] == "stocbio-batch-size-ignored"]
     assert caught_by == ("stocbio-sample-complexity", "stocbio-kappa-exponent")
-    import estimators.stocbio as sb
+    import blobench.estimators.stocbio as sb
 
     orig = sb.draw_batches
     with patch():
@@ -107,7 +108,7 @@ def test_kappa_claim_holds_and_control_fails_at_ci():
 def test_mutation_neumann_capped_is_caught():
     (name, caught_by, patch), = [m for m in sc.MUTATIONS if m[0] == "stocbio-neumann-terms-capped"]
     assert caught_by == ("stocbio-kappa-exponent",)
-    import estimators.stocbio as sb
+    import blobench.estimators.stocbio as sb
 
     orig = sb.neumann
     with patch():

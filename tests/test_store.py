@@ -1,4 +1,4 @@
-"""harness/store.py tested directly (issue 17, "crash safety"): atomic writes, the status log, stale-temporary
+"""blobench/engine/store.py tested directly (issue 17, "crash safety"): atomic writes, the status log, stale-temporary
 cleanup, run resolution, and the shard integrity checks (checksum sidecar, key inside the shard)."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import os
 import pandas as pd
 import pytest
 
-from harness.errors import BlobenchError, ParameterError
-from harness.store import (STATUS_LOG, atomic_write_bytes, check_shards, finished_keys, load, log_status,
+from blobench.core.errors import BlobenchError, ParameterError
+from blobench.engine.store import (STATUS_LOG, atomic_write_bytes, check_shards, finished_keys, load, log_status,
                            quarantine, read_shard, remove_stale_temporaries, resolve_run, shard_path, shard_problem,
                            shard_statuses, sum_path, validate_run_id, write_current_keys, write_manifest, write_shard)
 
@@ -33,7 +33,7 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
 def test_a_crash_during_a_write_keeps_the_old_file_whole(tmp_path, monkeypatch, where):
     """A failure at any step (a kill, a full disk) leaves the old content, not a torn or empty file, and no
     temporary. (Planted: writing straight to the target path: the "write"/"fsync" cases see a torn file.)"""
-    import harness.store as store
+    import blobench.engine.store as store
 
     p = tmp_path / "f.parquet"
     atomic_write_bytes(p, b"old content")
@@ -75,7 +75,7 @@ def test_temporaries_live_beside_the_target_with_blobench_names(tmp_path, monkey
     """The rename is atomic only within one filesystem: the temporary is created in the target's folder."""
     import tempfile
 
-    import harness.store as store
+    import blobench.engine.store as store
 
     seen = {}
     real = tempfile.mkstemp

@@ -1,4 +1,4 @@
-"""harness.timing.time_call: warm-up excluded, median/IQR over repeats, bad input."""
+"""blobench.measure.timing.time_call: warm-up excluded, median/IQR over repeats, bad input."""
 from __future__ import annotations
 
 import time
@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from harness.errors import ParameterError
-from harness.timing import time_call
+from blobench.core.errors import ParameterError
+from blobench.measure.timing import time_call
 
 
 def test_warmup_excluded_and_median():

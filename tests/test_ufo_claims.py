@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from claims import ufo_blo, ufo_cost
-from harness.measures import mean_test
+from blobench import harness
+from blobench.claims import ufo_blo, ufo_cost
+from blobench.measure.metrics import mean_test
 
 
 def test_claims_registered_and_mutations_name_them():
@@ -37,7 +37,7 @@ def test_correction_x08_mutation_is_caught_by_the_unbiasedness_rule():
 
 
 def test_fo_stall_runs_through_the_outer_loop_and_the_hessian_drop_mutation_turns_maml_into_fo():
-    """stall_run drives the registered estimators through harness.outer.outer_loop: with the exact branch's Hessian
+    """stall_run drives the registered estimators through blobench.measure.outer.outer_loop: with the exact branch's Hessian
     factors dropped, maml follows FO's trajectory exactly (same tasks), so the claim's maml < 0.25 rule fails."""
     p = harness.problem("ufo-counterexample", **ufo_blo.STALL_FAMILY["ci"][2])
     stall = np.sqrt(2 * p.p["D"])

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.errors import ParameterError
-from harness.oracles import Oracles
+from blobench import harness
+from blobench.core.errors import ParameterError
+from blobench.core.oracles import Oracles
 
 FAMILIES = [
     ("ufo-counterexample", {}),
@@ -111,7 +111,7 @@ def test_counts_follow_the_work_that_runs():
     """Planted bug: the exact branch runs twice. Measured counts double on fired draws (a formula would not)."""
     from unittest import mock
 
-    import estimators.ufo as ufo_mod
+    import blobench.estimators.ufo as ufo_mod
 
     p = harness.problem("ufo-counterexample", unroll_steps=4)
     e = harness.estimator("ufo", q=0.5)
@@ -132,7 +132,7 @@ def _plain_vmap(p, e, x, n, seed, chunk):
     """The path before coin grouping: vmap of ``estimate`` over each chunk (both branches for every draw)."""
     from torch.func import vmap
 
-    from harness.sampling import draw_noise
+    from blobench.measure.sampling import draw_noise
 
     noise = draw_noise(p, e, n, seed)
     one = lambda nz: e.estimate(Oracles(p), x, nz, None).grad  # noqa: E731
@@ -186,7 +186,7 @@ def _authors_q_np(v2s, d2s, steps, n, floor=0.05, beta=0.99):
 
 
 def test_authors_adaptive_rule_matches_its_formula():
-    from estimators.ufo import authors_q
+    from blobench.estimators.ufo import authors_q
 
     rng = np.random.default_rng(0)
     cases = [(1.0, 0.0, 0), (2.0, 0.5, 3), (5.0, 4.9, 10), (1.0, 30.0, 2), (3.0, 1e-6, 50)]
@@ -260,15 +260,15 @@ def test_bad_params():
 
 
 def test_meta_train_adam_matches_manual_and_stops_at_budget():
-    """harness.outer.meta_train: with exact meta-gradients on meta-linreg it is Adam on the averaged estimates
+    """blobench.measure.outer.meta_train: with exact meta-gradients on meta-linreg it is Adam on the averaged estimates
     (checked against torch.optim.Adam), counts oracle calls per task, and stops once the budget is reached."""
-    from harness.outer import meta_train
+    from blobench.measure.outer import meta_train
 
     p = harness.problem("meta-linreg", dim=3, unroll_steps=2)
     e = harness.estimator("maml")
     run = meta_train(p, e, iters=5, meta_batch=4, lr=0.01, seed=3)
     # manual replay with torch.optim.Adam on the same draws
-    from harness.oracles import Oracles
+    from blobench.core.oracles import Oracles
 
     o = Oracles(p)
     x = p.x0().clone().requires_grad_(True)
@@ -287,8 +287,8 @@ def test_meta_train_adam_matches_manual_and_stops_at_budget():
 
 
 def test_meta_train_bad_input():
-    from harness.errors import ParameterError
-    from harness.outer import meta_train
+    from blobench.core.errors import ParameterError
+    from blobench.measure.outer import meta_train
 
     p = harness.problem("meta-linreg", dim=3)
     for kw, word in (({"iters": 0}, "iters"), ({"meta_batch": 2.5}, "meta_batch"), ({"lr": -1.0}, "lr")):
@@ -298,7 +298,7 @@ def test_meta_train_bad_input():
 
 
 def test_meta_train_carries_adaptive_q_state():
-    from harness.outer import meta_train
+    from blobench.measure.outer import meta_train
 
     p = harness.problem("meta-linreg", dim=3)
     run = meta_train(p, harness.estimator("ufo", q="adaptive-product"), iters=10, meta_batch=4, lr=0.01, seed=0)
@@ -311,7 +311,7 @@ def test_meta_train_carries_adaptive_q_state():
 def test_meta_train_batched_equals_sequential():
     """batched=True (one vmapped / coin-grouped meta-batch per iteration) gives the sequential run's iterates to
     rounding and the same oracle counts, for maml, fo and fixed-q ufo; snapshots read the equal-iteration point."""
-    from harness.outer import meta_train
+    from blobench.measure.outer import meta_train
 
     p = harness.problem("meta-linreg", dim=3, unroll_steps=3)
     for name, kw in (("maml", {}), ("fo", {}), ("ufo", {"q": 0.4})):
@@ -323,7 +323,7 @@ def test_meta_train_batched_equals_sequential():
 
 
 def test_meta_train_batched_adaptive_carries_state():
-    from harness.outer import meta_train
+    from blobench.measure.outer import meta_train
 
     p = harness.problem("meta-linreg", dim=3)
     run = meta_train(p, harness.estimator("ufo", q="adaptive-product"), 6, 4, 0.01, seed=0, batched=True)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-import harness
-from harness.errors import ParameterError
-from problems.ufo_counterexample import _loss, d2loss_np, dloss_np, loss_np
+from blobench import harness
+from blobench.core.errors import ParameterError
+from blobench.problems.ufo_counterexample import _loss, d2loss_np, dloss_np, loss_np
 
 
 def test_counterexample_loss_is_c2_at_both_joins():

@@ -1,13 +1,13 @@
-"""BOME and F2BA (estimators/value_function.py) against exact truth, with their oracle counts (issue 15)."""
+"""BOME and F2BA (blobench/estimators/value_function.py) against exact truth, with their oracle counts (issue 15)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-import harness
-from harness.oracles import ORACLE_NAMES, Oracles
-from harness.outer import outer_loop
-from harness.sampling import estimate
+from blobench import harness
+from blobench.core.oracles import ORACLE_NAMES, Oracles
+from blobench.measure.outer import outer_loop
+from blobench.measure.sampling import estimate
 
 ZERO = dict.fromkeys(ORACLE_NAMES, 0)
 

@@ -101,7 +101,7 @@ def aid_cg_autograd(problem, x: torch.Tensor, D: int, lr: float, N: int) -> torc
     """One ``aid-cg`` estimate hand-written with torch.autograd: D GD steps, the gradient graph at y_D
     built once (create_graph=True), N CG steps with one autograd.grad HVP each, one JV through the same
     graph (Ji, Yang, Liang 2021, Alg. 1 / eq. (3)). CG in the same Hestenes-Stiefel form as the harness."""
-    from harness.numerics import cg
+    from blobench.core.numerics import cg
 
     x = x.detach().requires_grad_(True)
     y = problem.init_inner(x).detach()

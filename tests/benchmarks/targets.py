@@ -14,7 +14,7 @@ torchopt  aid-cg vs TorchOpt's implicit-CG hypergradient (same N, hence identica
 ufo       batched UFO q = 0.1 vs q = 1 at r = 100 (meta-quadratic), wall clock.
 rss       peak RSS of stocBiO n = 65536 at dim 100 (a fresh subprocess; VmHWM).
 memory    UFO exact-branch peak tensor bytes at r = 10 vs r = 1000 (dispatch tracker), both memory modes.
-cli       ``python -m harness list`` and ``--help`` start-up (fresh subprocesses).
+cli       ``python -m blobench list`` and ``--help`` start-up (fresh subprocesses).
 quadratic set-up of the quadratic problem (haar and householder bases) at dims 1000-4000, and the fitted exponent.
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any, Callable
 
 import torch
 
-import harness
-from harness.oracles import Oracles
-from harness.sampling import NoiseBlocks, draw_noise
+from blobench import harness
+from blobench.core.oracles import Oracles
+from blobench.measure.sampling import NoiseBlocks, draw_noise
 from tests.benchmarks.baselines import aid_cg_autograd, aid_cg_torchopt, itd_autograd, stocbio_autograd
 
 ROWS: list[dict[str, Any]] = []
@@ -161,8 +161,8 @@ def ufo(r: int = 100, n: int = 256, repeats: int = 3, dims: tuple[int, ...] = (4
 RSS_CODE = """
 import os, sys, json, torch
 torch.set_num_threads(1)
-import harness
-from harness.memory import _rss_peak
+from blobench import harness
+from blobench.measure.memory import _rss_peak
 n, dim = int(sys.argv[1]), int(sys.argv[2])
 p = harness.problem("quadratic", dim=dim, noise=1.0)
 eta = 1.0 / p.constants["L"]
@@ -190,7 +190,7 @@ def memory(rs: dict[str, tuple[int, int]] | None = None) -> None:
     O(r) gradient calls, so r = 1000 takes seconds; the constant-memory branch recomputes, O(r^2) calls (5e5 at
     r = 1000, about 20 minutes under the tracker), so its row stops at r = 300 (45,000 calls). The full-size
     claim ``ufo-constant-memory`` measures r = 1000 (36,872 bytes at r = 10, 100, 300 and 1000)."""
-    from harness.memory import peak_memory
+    from blobench.measure.memory import peak_memory
 
     rs = rs or {"stored": (10, 1000), "constant": (10, 300)}
     data: dict[str, Any] = {}
@@ -215,7 +215,7 @@ def cli(repeats: int = 5) -> None:
         ts = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, env=env, check=True)
+            subprocess.run([sys.executable, "-m", "blobench", *args], capture_output=True, env=env, check=True)
             ts.append(time.perf_counter() - t0)
         mm = _mm(ts)
         row(f"`blobench {' '.join(args)}` start", "2.4 s", "<= 0.5 s", f"{mm['min']:.2f} s / {mm['median']:.2f} s",
@@ -225,7 +225,7 @@ def cli(repeats: int = 5) -> None:
 def quadratic(dims: tuple[int, ...] = (1000, 2000, 4000), repeats: int = 3) -> None:
     """Set-up (+ first ground truth) of both eigenbases at each dim, interleaved, and the fitted exponent of
     the Householder basis' set-up time against dim (its algorithm is O(dim^2): the target)."""
-    from harness.complexity import fit_exponent
+    from blobench.measure.complexity import fit_exponent
 
     med: dict[str, list[float]] = {"haar": [], "householder": []}
     for dim in dims:

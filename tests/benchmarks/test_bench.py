@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import harness
-from harness.oracles import Oracles
-from harness.sampling import draw_noise, run_draws
+from blobench import harness
+from blobench.core.oracles import Oracles
+from blobench.measure.sampling import draw_noise, run_draws
 from tests.benchmarks.baselines import (aid_cg_autograd, aid_cg_torchopt, itd_autograd, oracle_floor_aid_cg,
                                         oracle_floor_itd, stocbio_autograd)
 

@@ -1,0 +1,5 @@
+import sys
+
+from blobench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""Real data sets read from a data folder; nothing is downloaded at run time (DESIGN.md, "Data").
+
+The folder is ``$BLOBENCH_DATA`` (default ``./data``); the CLI's ``--data-dir DIR`` sets it for one
+command. Two file formats:
+
+- libsvm text files (``ijcnn1``, ``covtype``, ``news20`` / ``20news``...), read with
+  ``sklearn.datasets.load_svmlight_file``, as benchopt's benchmark_bilevel reads them;
+- ``.npz`` array files (``mnist.npz``...) holding two arrays: ``X`` (float, shape [n, d], one sample a
+  row; an image flattened row-major) and ``y`` (integer class labels 0..C-1, shape [n]). Make one with
+  ``numpy.savez("mnist.npz", X=X, y=y)``.
+
+A missing file raises :class:`DataError`, which the CLI prints as one line naming the file, the folder
+to put it in and where to get it (exit 2). A file's sha256 (:func:`file_digest`) enters the cache key of
+the cells that read it (:func:`blobench.engine.matrix.cell_key`), so a changed file recomputes them.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blobench.core.errors import BlobenchError
+
+#: where each data set the field uses can be downloaded from (said in the missing-file message)
+SOURCES = {
+    "ijcnn1": "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/binary.html#ijcnn1",
+    "covtype": "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass.html#covtype "
+               "(covtype.scale; labels 1..7)",
+    "news20": "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass.html#news20 "
+              "(news20.scale: tf-idf, 20 classes)",
+    "20news": "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass.html#news20 "
+              "(news20.scale saved under this name: tf-idf, 20 classes)",
+    "mnist": "https://yann.lecun.com/exdb/mnist/ (or sklearn.datasets.fetch_openml('mnist_784') once, offline "
+             "afterwards), saved with numpy.savez(path, X=X [n, 784] float, y=y [n] int 0..9)",
+}
+DEFAULT_SOURCE = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/"
+
+
+class DataError(BlobenchError):
+    """A data file is missing or unreadable."""
+
+
+def data_dir() -> Path:
+    """The data folder: $BLOBENCH_DATA (set by ``--data-dir``), else ./data."""
+    return Path(os.environ.get("BLOBENCH_DATA", "data")).expanduser()
+
+
+def source_hint(name: str) -> str:
+    """Where data file ``name`` can be downloaded from (its stem, before the first dot, names the set)."""
+    return SOURCES.get(name.split(".")[0], DEFAULT_SOURCE)
+
+
+def data_path(name: str) -> Path:
+    """The path of data file ``name`` in the data folder; DataError (one line) if it is not there."""
+    path = data_dir() / name
+    if not path.is_file():
+        raise DataError(f"data file {name!r} not found: put it in {data_dir().resolve()} (set BLOBENCH_DATA or "
+                        f"--data-dir to another folder); it is available from {source_hint(name)}")
+    return path
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks; '-' if it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return "-"
+    return h.hexdigest()
+
+
+def load_libsvm(name: str, dense: bool = True) -> tuple[Any, np.ndarray]:
+    """(X float64 [n, p], y float64 [n]) from a libsvm-format file in the data folder; X dense, or the
+    scipy CSR matrix with ``dense=False`` (20news has 62061 columns: select rows/columns before densifying)."""
+    from sklearn.datasets import load_svmlight_file
+
+    path = data_path(name)
+    try:
+        X, y = load_svmlight_file(str(path), dtype=np.float64)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"data file {str(path)!r} is not in libsvm format ({exc})") from None
+    return (np.asarray(X.todense()) if dense else X.tocsr()), np.asarray(y, dtype=np.float64)
+
+
+def load_npz(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X float64 [n, d], y int64 [n]) from an .npz file in the data folder holding arrays ``X`` and ``y``
+    (see the module docstring); DataError (one line) if it is missing, unreadable or shaped otherwise."""
+    path = data_path(name)
+    try:
+        with np.load(str(path), allow_pickle=False) as z:
+            missing = [k for k in ("X", "y") if k not in z.files]
+            if missing:
+                raise DataError(f"data file {str(path)!r} lacks array(s) {', '.join(missing)}: expected an .npz "
+                                f"with X [n, d] and y [n] (numpy.savez(path, X=X, y=y)), found {z.files}")
+            X, y = np.asarray(z["X"]), np.asarray(z["y"])
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"data file {str(path)!r} is not a numpy .npz archive ({exc})") from None
+    X = X.reshape(len(X), -1) if X.ndim > 2 else X
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+        raise DataError(f"data file {str(path)!r}: X must be [n, d] and y [n], got X {list(X.shape)} and "
+                        f"y {list(y.shape)}")
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.asarray(y) == np.round(y)):
+        raise DataError(f"data file {str(path)!r}: y must hold integer class labels, got dtype {y.dtype}")
+    return X.astype(np.float64), y.astype(np.int64)

@@ -1,0 +1,4 @@
+"""Running: matrices, the runner and its worker processes, the run store, plugin discovery.
+
+Layer rule: a module here imports only from its own layer and the layers below it
+(core < measure < engine < gate < report < cli; see tests/test_layers.py)."""

@@ -1,0 +1,685 @@
+"""The matrix runner: matrix -> cells -> workers -> one atomic parquet shard per cell -> run folder.
+
+``run_cell`` is a top-level function of plain data, so it can be shipped to a worker
+process or a Dask worker. Each cell seeds its generators from its own seed, never from
+global state, so CPU results are bit-identical whatever the schedule.
+
+Fault isolation: a cell whose problem or estimator raises is ``failed``; one whose
+metric output holds NaN/Inf or a magnitude above ``diverge_bound``, or whose estimator
+returned non-finite draws, is ``diverged``; one that runs past ``cell_timeout`` seconds is
+``timeout``; a ``cuda`` cell on a machine without a GPU is ``unavailable``. Each is
+recorded with its message and traceback; the other cells go on. Problems are built
+inside their cell (under its timeout and isolation); the main process only checks the
+parameters against the declared specs.
+
+Workers: with ``jobs > 1`` or a ``cell_timeout``, cells run in a pool of worker
+processes (:class:`_Pool`, forked from a server that has imported torch and the
+plugins once). A worker that dies (the out-of-memory killer's SIGKILL, a segfault)
+makes its cell ``failed`` ("worker died: signal 9") and is replaced; a worker past its
+cell's deadline is killed and replaced, so ``--cell-timeout`` bounds even one long torch
+call. With ``jobs=1`` and no timeout cells run in the calling process. On Dask, a cell
+with a timeout runs in a child process of the Dask worker that is killed at the deadline.
+
+SIGTERM (``timeout``, Slurm, Kubernetes, systemd) is handled as Ctrl-C: the pool is
+stopped, the lock released, one line printed; rerunning resumes.
+
+With ``--backend dask --scheduler ADDRESS`` the workers write shards straight into the
+run folder (by absolute path) and import plugin files by the same paths, so on a real
+cluster both must live on a filesystem every worker sees at the same path.
+
+Plugin files (``blobench --plugin FILE``, ``run(..., plugins=[FILE])`` or the
+``BLOBENCH_PLUGINS`` environment variable, paths separated by ``os.pathsep``) are
+loaded in every worker before its first cell.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import pickle
+import platform
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from blobench import __version__
+from blobench.core.errors import BlobenchError, NonFiniteDraws, ParameterError
+from blobench.engine.matrix import Cell, Matrix, cell_key, load_matrix, validate_cells
+from blobench.engine.progress import BAD, Progress
+from blobench.engine.store import (RunLock, atomic_write_bytes, check_shards, finished_keys, log_status, quarantine,
+                    remove_stale_temporaries, shard_statuses, validate_run_id, write_current_keys, write_manifest,
+                    write_shard)
+
+BACKENDS = ("loky", "dask")
+DIVERGE_BOUND = 1e12
+#: cells to run above which ``run`` asks for ``yes=True`` (``--yes``); env BLOBENCH_CONFIRM_CELLS overrides
+CONFIRM_CELLS = 10000
+_loaded_plugins: dict[str, tuple[int, int]] = {}  # path -> (mtime_ns, size) when imported
+
+
+class RunTerminated(KeyboardInterrupt):
+    """SIGTERM arrived during a run; handled exactly as Ctrl-C (a KeyboardInterrupt)."""
+
+
+def _jsonable(d: dict[str, Any]) -> str:
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def plugin_paths(plugins: Sequence[str] | None = None) -> list[str]:
+    """Absolute plugin file paths from the argument and the BLOBENCH_PLUGINS environment variable."""
+    env = [p for p in os.environ.get("BLOBENCH_PLUGINS", "").split(os.pathsep) if p]
+    out: list[str] = []
+    for p in [*(plugins or []), *env]:
+        a = os.path.abspath(p)
+        if not os.path.isfile(a):
+            src = "BLOBENCH_PLUGINS names" if p in env and p not in (plugins or []) else "plugin file"
+            raise BlobenchError(f"{src} {p!r}, which does not exist")
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def load_plugins(paths: Sequence[str], check: bool = False) -> None:
+    """Import each plugin file once per process (again if it changed on disk)."""
+    from blobench.core.registry import discover, load_plugin_file
+
+    discover()
+    for p in paths:
+        st = os.stat(p)
+        stamp = (st.st_mtime_ns, st.st_size)
+        if _loaded_plugins.get(p) != stamp:  # first use, or the file changed since: (re)import it
+            load_plugin_file(p, check=check)
+            _loaded_plugins[p] = stamp
+
+
+def _divergence(rows: list[dict[str, Any]], bound: float) -> str:
+    """Why the metric rows mean divergence ("" if they do not): a NaN/Inf value, |value| > bound, or a
+    ``diverged`` row the metric set to 1 (its own run left the finite region).
+
+    A NaN is allowed in a ``fitted_*`` row (a rate cannot be fitted once the error sits at the float
+    floor, e.g. an exact estimator) and in a row that says ``reached = 0`` (a censored measurement: the
+    complexity metric's calls to an eps not reached within ``max_steps``, an outcome, not a divergence);
+    an Inf is never allowed.
+    """
+    nums = []
+    for r in rows:
+        v = r.get("value")
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        v = float(v)
+        if v != v and (str(r.get("quantity", "")).startswith("fitted_") or r.get("reached") == 0):
+            continue
+        if r.get("quantity") == "diverged" and v > 0:
+            return "the metric's run diverged (its 'diverged' row is 1)"
+        nums.append(v)
+    bad = [v for v in nums if not math.isfinite(v)]
+    if bad:
+        return f"{len(bad)} non-finite value(s) in the metric's output"
+    big = [v for v in nums if abs(v) > bound]
+    if big:
+        return f"{len(big)} value(s) beyond the divergence bound {bound:g} (max |value| {max(abs(v) for v in big):.3g})"
+    return ""
+
+
+def _cell_frame(cell: Cell, key: str, status: str, message: str, tb: str, rows: list[dict[str, Any]],
+                secs: float):
+    import pandas as pd
+
+    base = {
+        "key": key, "experiment": cell.experiment, "problem": cell.problem,
+        "problem_params": _jsonable(cell.problem_params), "estimator": cell.estimator,
+        "estimator_params": _jsonable(cell.estimator_params), "metric": cell.metric,
+        "metric_params": _jsonable(cell.metric_params), "seed": cell.seed, "device": cell.device,
+        "status": status, "message": message, "traceback": tb, "cell_seconds": secs,
+    }
+    for k, v in cell.problem_params.items():
+        base[f"pp_{k}"] = v
+    for k, v in cell.estimator_params.items():
+        base[f"ep_{k}"] = v
+    if not rows:
+        rows = [{"quantity": "status", "value": float("nan")}]
+    df = pd.DataFrame([{**base, **r} for r in rows])
+    for col in df.columns:
+        if df[col].dtype == object and col not in ("traceback",):
+            if df[col].map(lambda v: isinstance(v, (list, dict))).any():
+                df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+    return df
+
+
+def record_cell(cell: Cell, key: str, run_dir: str | Path, status: str, message: str, secs: float = 0.0,
+                tb: str = "") -> dict[str, Any]:
+    """Write the shard of a cell that produced no rows (died, timed out) from outside its worker."""
+    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, [], secs))
+    return {"key": key, "status": status, "message": message, "seconds": secs, "label": cell.label()}
+
+
+def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: float | None = None,
+             plugins: Sequence[str] = (), diverge_bound: float = DIVERGE_BOUND) -> dict[str, Any]:
+    """Compute one cell and write its shard atomically; returns a small summary (status, seconds, message).
+
+    With ``timeout`` the cell runs in a child process killed at the deadline (a hard bound,
+    whatever the cell is doing); without, in this process.
+    """
+    if timeout:
+        return run_cell_isolated(cell, key, run_dir, timeout, plugins, diverge_bound)
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    from blobench.core import api
+    from blobench.measure.metrics import CellContext
+    from blobench.core.params import validate
+    from blobench.core.registry import METRICS
+
+    status, message, tb, rows = "ok", "", "", []
+    t0 = time.perf_counter()
+    try:
+        load_plugins(plugins)  # imports on a fresh worker; then t0 restarts so cell_seconds is the cell's own time
+        t0 = time.perf_counter()
+        if cell.device == "cuda" and not torch.cuda.is_available():
+            status, message = "unavailable", f"no CUDA device on {platform.node() or 'this machine'}"
+        else:
+            problem = api.problem(cell.problem, **cell.problem_params)  # built here, under the cell's isolation
+            api.estimator(cell.estimator, **cell.estimator_params)  # validates
+            fn = METRICS.get(cell.metric)
+            mparams = validate(f"metric {cell.metric!r}", getattr(fn, "params", {}), cell.metric_params)
+            torch.manual_seed(cell.seed)
+            ctx = CellContext(problem, cell.estimator, dict(cell.estimator_params), seed=cell.seed,
+                              device=cell.device)
+            rows = fn(ctx, **mparams)
+            if cell.metric not in ("convergence",):
+                why = _divergence(rows, diverge_bound)
+                if why:
+                    status, message = "diverged", why
+    except NonFiniteDraws as exc:
+        status, message, tb, rows = "diverged", str(exc), traceback.format_exc(), []
+    except BlobenchError as exc:
+        status, message, tb, rows = "failed", str(exc), traceback.format_exc(), []
+    except MemoryError as exc:
+        status, message, tb, rows = "failed", f"MemoryError: out of memory {exc}".strip(), traceback.format_exc(), []
+    except Exception as exc:  # noqa: BLE001 - a failing cell is data, not a crash
+        status, message, tb, rows = "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc(), []
+    secs = time.perf_counter() - t0
+    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, rows, secs))
+    return {"key": key, "status": status, "message": message, "seconds": secs, "label": cell.label()}
+
+
+def _died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "?"
+        why = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+        return f"worker died: signal {-exitcode} ({name}){why}"
+    return f"worker died: exit code {exitcode}"
+
+
+def _timeout_msg(seconds: float) -> str:
+    return f"cell exceeded --cell-timeout of {seconds:g} s (its worker was stopped)"
+
+
+# -- a cell in a child process (Dask workers, or a direct run_cell(..., timeout=)) -------------------------
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = "1"
+    return env
+
+
+def run_cell_isolated(cell: Cell, key: str, run_dir: str, timeout: float, plugins: Sequence[str] = (),
+                      diverge_bound: float = DIVERGE_BOUND) -> dict[str, Any]:
+    """Run one cell in a fresh child process (``python -m blobench.engine._cellproc``), killed once its compute time
+    passes ``timeout`` (the clock starts when the child has imported torch and the plugins)."""
+    payload = pickle.dumps((cell, key, str(Path(run_dir).resolve()), tuple(plugins), float(diverge_bound)))
+    proc = subprocess.Popen([sys.executable, "-m", "blobench.engine._cellproc"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=_child_env())
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(payload)
+        proc.stdin.close()
+        ready = proc.stdout.read(1)  # the child says it is ready (imports done): the deadline starts now
+        t0 = time.perf_counter()
+        if ready == b"R":
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                return record_cell(cell, key, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - t0)
+        else:
+            proc.wait()
+        out = proc.stdout.read()
+        if proc.returncode == 0 and out:
+            res = pickle.loads(out)
+            if isinstance(res, BaseException):
+                raise res
+            return res
+        return record_cell(cell, key, run_dir, "failed", _died(proc.returncode), time.perf_counter() - t0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# -- the local worker pool -----------------------------------------------------------------------------------
+
+def _warm_up() -> None:
+    """Pay a fresh interpreter's lazy first-call costs (torch.func's and pandas' deferred imports: seconds on
+    a loaded machine) before the worker says it is ready, so a cell's deadline measures the cell."""
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import torch
+    from torch.func import grad, vmap
+
+    from blobench.measure import metrics as measures  # noqa: F401
+
+    vmap(grad(lambda v: (v * v).sum()))(torch.ones(2, 2, dtype=torch.float64))
+
+
+def _worker_main(conn, plugins: Sequence[str]) -> None:  # pragma: no cover - runs in the worker process
+    """A pool worker: pinned to one thread, deaf to Ctrl-C (the parent stops it), runs cells until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _pin_threads()
+    try:
+        load_plugins(plugins)
+        _warm_up()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", exc))
+        return
+    conn.send(("ready", None))  # a cell's deadline starts when it is sent to a ready worker
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        try:
+            conn.send(("ok", run_cell(*msg)))
+        except BaseException as exc:  # noqa: BLE001 - e.g. a full disk: the parent raises it
+            conn.send(("error", exc))
+
+
+class _Worker:
+    """One worker process (``python -m blobench.engine._cellproc --serve FD``) talking over a socket pair.
+
+    A fresh interpreter, not a fork: nothing of the parent's state (its __main__ script, its threads) is
+    inherited, so ``harness.run`` works from any script, guarded by ``if __name__ == "__main__"`` or not.
+    """
+
+    def __init__(self, plugins: Sequence[str]):
+        import socket
+        from multiprocessing.connection import Connection
+
+        a, b = socket.socketpair()
+        self.proc = subprocess.Popen([sys.executable, "-m", "blobench.engine._cellproc", "--serve", str(b.fileno()),
+                                      json.dumps(list(plugins))], pass_fds=[b.fileno()], env=_child_env(),
+                                     stdin=subprocess.DEVNULL)
+        b.close()
+        self.conn = Connection(a.detach())
+        self.task: tuple[Cell, str] | None = None
+        self.t0 = 0.0
+        self.ready = False
+
+    @property
+    def exitcode(self) -> int | None:
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(10)
+        finally:
+            self.conn.close()
+
+
+class _Pool:
+    """``jobs`` worker processes, each running one cell at a time; dead or overdue workers are replaced."""
+
+    def __init__(self, jobs: int, plugins: Sequence[str]):
+        self.plugins = tuple(plugins)
+        self.workers = [_Worker(self.plugins) for _ in range(jobs)]
+
+    def run(self, todo: list[tuple[Cell, str]], run_dir: str, timeout: float | None, bound: float,
+            done: Callable[[dict[str, Any]], None]) -> None:
+        from multiprocessing.connection import wait
+
+        queue = list(reversed(todo))
+        while True:
+            for w in self.workers:
+                if w.ready and w.task is None and queue:
+                    c, k = queue.pop()
+                    w.task, w.t0 = (c, k), time.perf_counter()
+                    try:
+                        w.conn.send((c, k, run_dir, 1, None, self.plugins, bound))
+                    except OSError:
+                        pass  # the worker is dead: its end of the socket reads as closed below
+            busy = [w for w in self.workers if w.task is not None]
+            starting = [w for w in self.workers if not w.ready]
+            if not busy and (not queue or not starting):
+                return
+            wait_for = None
+            if timeout and busy:
+                wait_for = max(0.0, min(w.t0 + timeout for w in busy) - time.perf_counter())
+            ready = set(wait([w.conn for w in busy + starting], timeout=wait_for))
+            for w in starting:
+                if w.conn in ready:
+                    try:
+                        tag, res = w.conn.recv()
+                    except (EOFError, OSError):
+                        raise BlobenchError(f"a worker process died while starting ({_died(w.exitcode)})") from None
+                    if tag == "error":
+                        raise res
+                    w.ready = tag == "ready"
+            for i, w in enumerate(self.workers):
+                if w.task is None:
+                    continue
+                c, k = w.task
+                res = None
+                if w.conn in ready:
+                    try:
+                        tag, res = w.conn.recv()
+                    except (EOFError, OSError):  # no answer: the worker died with the cell
+                        code = w.exitcode
+                        w.kill()
+                        res = record_cell(c, k, run_dir, "failed", _died(code), time.perf_counter() - w.t0)
+                        self.workers[i] = w = _Worker(self.plugins)
+                    else:
+                        if tag == "error":
+                            raise res
+                elif timeout and time.perf_counter() - w.t0 >= timeout:
+                    w.kill()  # reaped before the shard is written: the worker can no longer write
+                    res = record_cell(c, k, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - w.t0)
+                    self.workers[i] = w = _Worker(self.plugins)
+                if res is not None:
+                    w.task = None
+                    done(res)
+
+    def close(self) -> None:
+        for w in self.workers:
+            if w.task is None and w.proc.poll() is None:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 2
+        for w in self.workers:
+            if w.task is None:
+                try:
+                    w.proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+            w.kill()
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent.parent).stdout.strip() or "unknown"
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def manifest_for(matrix: Matrix, jobs: int, backend: str) -> dict[str, Any]:
+    import numpy
+    import pandas as pd
+    import torch
+
+    return {
+        "matrix": matrix.source, "matrix_path": matrix.path, "name": matrix.name, "cells": len(matrix.cells),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"blobench": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+                     "numpy": numpy.__version__, "pandas": pd.__version__},
+        "git_revision": git_revision(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count()},
+        "devices": {"cuda": torch.cuda.is_available(),
+                    "cuda_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "jobs": jobs, "backend": backend,
+    }
+
+
+def _pin_threads() -> None:
+    """Run on each worker: one torch/BLAS thread per worker so jobs do not fight over cores."""
+    import torch
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    torch.set_num_threads(1)
+
+
+def _dask_client(jobs: int, scheduler: str | None, quiet: bool):
+    """Connect to (or start) the Dask cluster before the run folder exists, so an unreachable scheduler
+    leaves nothing behind. Returns (client, cluster or None)."""
+    import logging
+
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise BlobenchError("--backend dask needs dask.distributed: pip install 'blobench[dask]'") from None
+    if quiet:  # "Worker process still alive ... killing" and friends
+        for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    if scheduler:
+        try:
+            wait = os.environ.get("BLOBENCH_DASK_CONNECT_TIMEOUT", "20")
+            return Client(scheduler, timeout=f"{float(wait):g}s"), None
+        except (OSError, TimeoutError) as exc:
+            raise BlobenchError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+    cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+                           silence_logs=logging.ERROR if quiet else logging.WARNING)
+    return Client(cluster), cluster
+
+
+def _run_dask(client, todo, run_dir: Path, args: tuple, _done) -> None:
+    from distributed import as_completed
+
+    client.run(_pin_threads)
+    futs = {client.submit(run_cell, c, k, str(run_dir.resolve()), 1, *args, key=f"blobench-cell-{k}",
+                          pure=False): (c, k) for c, k in todo}
+    for fut in as_completed(list(futs)):
+        c, k = futs[fut]
+        try:
+            r = fut.result()
+        except Exception as exc:  # noqa: BLE001 - KilledWorker: the cell killed every worker it ran on
+            if isinstance(exc, OSError):
+                raise
+            r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}")
+        _done(r)
+
+
+def _estimate_note(run_dir: Path, n_todo: int, jobs: int) -> str:
+    """'about X' from the mean cell time of the cells already in this folder, else 'unknown'."""
+    secs = []
+    for p in sorted((run_dir / "cells").glob("*.parquet"))[:200] if (run_dir / "cells").is_dir() else []:
+        try:
+            import pyarrow.parquet as pq
+
+            col = pq.read_table(p, columns=["cell_seconds"]).column("cell_seconds").to_pylist()
+            secs.append(float(col[0]))
+        except Exception:  # noqa: BLE001 - an estimate only
+            continue
+    if not secs:
+        return "estimated time unknown until the first cells finish"
+    est = sum(secs) / len(secs) * n_todo / max(1, jobs)
+    return f"estimated {est / 3600:.1f} h at the {sum(secs) / len(secs):.2g} s per cell of the cells already here"
+
+
+def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_dir: str | Path = "runs",
+        run_id: str | None = None, progress: bool = True, cell_timeout: float | None = None,
+        scheduler: str | None = None, plugins: Sequence[str] | None = None,
+        diverge_bound: float = DIVERGE_BOUND, retry_failed: bool = False, yes: bool = False) -> Path:
+    """Run every unfinished cell of a matrix into ``runs_dir/<run-id>/`` (default run id: the matrix name).
+
+    Finished cells (a shard whose key matches and whose checksum verifies) are skipped, so
+    rerunning resumes; a shard that fails verification is moved to ``<run>/corrupt/`` and its
+    cell recomputed. A lock refuses a second concurrent writer to the same folder.
+    ``retry_failed`` reruns cells recorded as failed/diverged/timeout; ``cuda`` cells
+    recorded ``unavailable`` are rerun whenever a GPU is present. More than
+    ``CONFIRM_CELLS`` cells to run need ``yes=True``. Writes ``summary.json`` (statuses,
+    timings) into the folder.
+    """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ParameterError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if backend not in BACKENDS:
+        raise ParameterError(f"unknown backend {backend!r} (allowed: {', '.join(BACKENDS)})")
+    if scheduler and backend != "dask":
+        raise ParameterError("--scheduler needs --backend dask")
+    if cell_timeout is not None and not (isinstance(cell_timeout, (int, float)) and cell_timeout > 0
+                                         and math.isfinite(cell_timeout)):
+        raise ParameterError(f"cell timeout must be a number of seconds > 0, got {cell_timeout!r}")
+    if not (isinstance(diverge_bound, (int, float)) and diverge_bound > 0):
+        raise ParameterError(f"divergence bound must be a number > 0, got {diverge_bound!r}")
+    if run_id is not None:
+        validate_run_id(run_id)
+    if Path(runs_dir).exists() and not Path(runs_dir).is_dir():
+        raise BlobenchError(f"runs folder {str(runs_dir)!r} is a file, not a folder")
+    t_start = time.perf_counter()
+    paths = plugin_paths(plugins)
+    load_plugins(paths, check=True)  # the plugin contract, shapes on a tiny call included (main process only)
+    m = load_matrix(matrix)
+    run_dir = Path(runs_dir) / (run_id or m.name)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BlobenchError(f"run folder {str(run_dir)!r} is a file, not a folder")
+    cache: dict[str, str] = {}
+    keyed = [(c, cell_key(c, cache)) for c in m.cells]
+    # check parameters against the declared specs only for what may run (problems are built inside the cells)
+    before = finished_keys(run_dir)
+    maybe = [c for c, k in keyed if k not in before or retry_failed or c.device == "cuda"]
+    validate_cells(Matrix(m.name, maybe, m.source, m.path))
+    n_keys = len({k for _, k in keyed})
+    limit = int(os.environ.get("BLOBENCH_CONFIRM_CELLS", CONFIRM_CELLS))
+    n_new = len({k for c, k in keyed if k not in before})
+    if n_new > limit and not yes:
+        raise BlobenchError(f"{m.path}: {n_new} cells to run ({n_keys} in the matrix; "
+                            f"{_estimate_note(run_dir, n_new, jobs)}); above {limit} cells blobench asks first: "
+                            "pass --yes (run(..., yes=True)) to start it")
+    client = cluster = None
+    if backend == "dask":
+        client, cluster = _dask_client(jobs, scheduler, quiet=not progress)
+    old_term = None
+    try:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            def _term(signum, frame):  # noqa: ARG001
+                raise RunTerminated("SIGTERM")
+
+            old_term = signal.signal(signal.SIGTERM, _term)
+        return _run_locked(m, keyed, run_dir, n_keys, jobs, backend, client, scheduler, paths, cell_timeout,
+                           diverge_bound, retry_failed, progress, t_start)
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        if client is not None:
+            try:
+                client.close()
+            finally:
+                if cluster is not None:
+                    cluster.close()
+
+
+def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend: str, client, scheduler,
+                paths: list[str], cell_timeout, diverge_bound: float, retry_failed: bool, progress: bool,
+                t_start: float) -> Path:
+    import torch
+
+    with RunLock(run_dir):
+        remove_stale_temporaries(run_dir)
+        write_manifest(run_dir, {**manifest_for(m, jobs, backend), "plugins": paths, "cell_timeout": cell_timeout,
+                                 "diverge_bound": diverge_bound, "scheduler": scheduler})
+        write_current_keys(run_dir, [k for _, k in keyed])
+        current = {k for _, k in keyed}
+        done = finished_keys(run_dir)
+        quarantined = []
+        for k, why in sorted(check_shards(run_dir, done & current).items()):
+            dest = quarantine(run_dir, k)
+            done.discard(k)
+            quarantined.append({"key": k, "why": why, "moved_to": str(dest)})
+            print(f"blobench: shard {k}.parquet: {why}; moved to {dest} and recomputing the cell", file=sys.stderr)
+        redo: set[str] = set()
+        if retry_failed:
+            redo |= {k for k, s in shard_statuses(run_dir, done).items() if s in BAD}
+        if torch.cuda.is_available():
+            cuda_done = {k for c, k in keyed if c.device == "cuda" and k in done}
+            redo |= {k for k, s in shard_statuses(run_dir, cuda_done).items() if s == "unavailable"}
+        seen: set[str] = set()
+        todo = []
+        for c, k in keyed:
+            if k in seen or (k in done and k not in redo):
+                continue
+            seen.add(k)
+            todo.append((c, k))
+        if progress:
+            print(f"blobench: {n_keys} cells, {n_keys - len(todo)} already done, {len(todo)} to run -> {run_dir}",
+                  file=sys.stderr)
+        prog = Progress(len(todo), jobs=jobs, enabled=progress)
+
+        def _done(r: dict[str, Any]) -> None:
+            results.append(r)
+            log_status(run_dir, r["key"], r["status"])
+            prog.update(r)
+
+        results: list[dict] = []
+        t_cells = time.perf_counter()
+        pool = None
+        try:
+            if backend == "dask":
+                _run_dask(client, todo, run_dir, (cell_timeout, tuple(paths), float(diverge_bound)), _done)
+            elif jobs == 1 and not cell_timeout:
+                for c, k in todo:
+                    _done(run_cell(c, k, str(run_dir), 1, None, tuple(paths), float(diverge_bound)))
+            elif todo:
+                pool = _Pool(min(jobs, len(todo)), paths)
+                pool.run(todo, str(run_dir.resolve()), cell_timeout, float(diverge_bound), _done)
+        finally:
+            if pool is not None:
+                pool.close()
+            prog.close()
+        wall_cells = time.perf_counter() - t_cells
+        statuses = shard_statuses(run_dir, current - {r["key"] for r in results})
+        statuses.update({r["key"]: r["status"] for r in results})
+        counts: dict[str, int] = {}
+        for s in statuses.values():
+            counts[s] = counts.get(s, 0) + 1
+        failures = [r for r in results if r["status"] in BAD]
+        summary = {
+            "cells": n_keys, "ran": len(results), "skipped": n_keys - len(todo), "statuses": counts,
+            "partial": any(s in BAD for s in statuses.values()),
+            "missing": n_keys - len(statuses), "quarantined": quarantined,
+            "wall_seconds": time.perf_counter() - t_start, "cells_wall_seconds": wall_cells,
+            "cell_seconds_sum": sum(r["seconds"] for r in results), "jobs": jobs, "backend": backend,
+            "failures": [{k: r[k] for k in ("key", "status", "label", "message")} for r in failures],
+        }
+        atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    if progress:
+        print(f"blobench: done in {summary['wall_seconds']:.1f}s: "
+              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=sys.stderr)
+        bad_prev = {k: s for k, s in statuses.items() if s in BAD and k not in {r['key'] for r in results}}
+        if failures or bad_prev:
+            print(f"blobench: {len(failures) + len(bad_prev)} cell(s) did not finish ok "
+                  "(--retry-failed reruns them):", file=sys.stderr)
+            for r in failures:
+                print(f"  {r['status']}: {r['label']}: {r['message']}", file=sys.stderr)
+            for k, s in bad_prev.items():
+                print(f"  {s}: cell {k} (recorded earlier)", file=sys.stderr)
+    return run_dir
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The ``summary.json`` the last run into this folder wrote."""
+    p = Path(run_dir) / "summary.json"
+    return json.loads(p.read_text()) if p.is_file() else {}

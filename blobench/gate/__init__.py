@@ -1,0 +1,4 @@
+"""The claims gate: the Claim base class, the mutation suite.
+
+Layer rule: a module here imports only from its own layer and the layers below it
+(core < measure < engine < gate < report < cli; see tests/test_layers.py)."""

@@ -1,0 +1,56 @@
+"""Wall-clock timing of one call: warm-up first, device synchronisation, median and IQR.
+
+``time_call(fn, *args, repeats=7, warmup=1, device="cpu", **kw)`` runs ``fn`` ``warmup``
+times untimed (first-call costs: lazy initialisation, allocator growth, vmap/functorch
+tracing caches), then ``repeats`` timed calls. On CUDA every timed call is bracketed by
+``torch.cuda.synchronize`` so that asynchronous kernels are inside the interval. Only the
+call itself is timed: set-up (drawing noise, building the estimator) and metric
+evaluation belong outside ``fn``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from blobench.core.errors import ParameterError
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[..., Any], *args: Any, repeats: int = 7, warmup: int = 1,
+              device: str | torch.device = "cpu", **kw: Any) -> dict[str, Any]:
+    """Median, quartiles and IQR (seconds) of ``repeats`` timed calls of ``fn(*args, **kw)`` after ``warmup`` calls."""
+    if not callable(fn):
+        raise ParameterError(f"time_call: fn must be callable, got {type(fn).__name__}")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ParameterError(f"time_call: repeats must be an integer >= 1, got {repeats!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ParameterError(f"time_call: warmup must be an integer >= 0, got {warmup!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ParameterError(f"time_call: unknown device {str(device)!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("time_call: device 'cuda' requested but torch.cuda.is_available() is False")
+    for _ in range(warmup):
+        fn(*args, **kw)
+    times = []
+    result = None
+    for _ in range(repeats):
+        _sync(dev)
+        t0 = time.perf_counter()
+        result = fn(*args, **kw)
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    q1, med, q3 = (float(v) for v in np.quantile(times, [0.25, 0.5, 0.75]))
+    return {"median_s": med, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1, "min_s": float(min(times)),
+            "times": times, "repeats": repeats, "warmup": warmup, "device": str(dev), "result": result}
+
+
+__all__ = ["time_call"]

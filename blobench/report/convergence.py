@@ -1,0 +1,201 @@
+"""Section: outer-loop convergence (metric ``convergence``), one figure per experiment, plus the landscape of
+one-dimensional problems.
+
+Rows of the figure: the quantities the problem has (||grad Phi(x_t)||^2 always; Phi(x_t) - Phi* and the
+distance to the nearest stationary point only where they are known, i.e. finite); columns: outer iteration,
+cumulative oracle calls, wall-clock time. Mean over seeds with a 95 % band (mean +- 1.96 s.e.m.) where an
+experiment has >= 2 seeds (stochastic curves; deterministic duplicates are removed before, see
+``base.dedup_deterministic``).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from blobench.report import style
+from blobench.report.base import Context, experiments, labelled, legend_labels, ok, params, section, with_params
+from blobench.report.page import Doc
+
+QUANTITIES = ("grad_norm_sq", "value_gap", "dist_stationary")
+LABELS = {"grad_norm_sq": "||grad Phi(x_t)||^2", "value_gap": "Phi(x_t) - Phi*",
+          "dist_stationary": "distance to nearest stationary point"}
+
+
+def with_calls_total(c: pd.DataFrame) -> pd.DataFrame:
+    """``c`` with ``calls_total``: the cumulative oracle calls of all kinds (the ``calls_*`` columns, missing as 0)."""
+    calls = [k for k in c.columns if k.startswith("calls_")]
+    return c.assign(calls_total=c[calls].fillna(0).sum(axis=1) if calls else np.nan)
+
+
+def curves(c: pd.DataFrame, xcol: str) -> pd.DataFrame:
+    """Mean over seeds of (x, value) per (estimator config, iteration), with a 95 % normal band."""
+    g = c.groupby(["estimator", "estimator_params", "problem_params", "iteration"])
+    r = g.agg(x=(xcol, "mean"), y=("value", "mean"), sd=("value", "std"), n=("value", "size")).reset_index()
+    half = 1.96 * r["sd"].fillna(0) / np.sqrt(r["n"].clip(lower=1))
+    r["lo"], r["hi"] = r["y"] - half, r["y"] + half
+    return r.sort_values(["estimator", "estimator_params", "iteration"])
+
+
+def _figure(ctx: Context, name: str, cp: pd.DataFrame, labels: dict, stem: str) -> dict | None:
+    cp = cp.assign(value=pd.to_numeric(cp["value"], errors="coerce"))
+    qs = [q for q in QUANTITIES if np.isfinite(cp.loc[cp["quantity"] == q, "value"]).any()]
+    if not qs:
+        return None
+    calls = [k for k in cp.columns if k.startswith("calls_")]
+    xs = [("iteration", "outer iteration t", None)]
+    if calls and cp[calls].notna().any().any():
+        cp = with_calls_total(cp)
+        xs.append(("calls_total", "oracle calls (all kinds, cumulative)", None))
+    if "seconds_elapsed" in cp and cp["seconds_elapsed"].notna().any():
+        xs.append(("seconds_elapsed", "wall-clock time", "seconds"))
+    nseeds = int(cp["seed"].nunique()) if "seed" in cp else 1
+    # an experiment sweeping problem parameters: one line per problem configuration, named by what varies
+    pps = {pp: params(pp) for pp in cp["problem_params"].dropna().unique()}
+    pkeys = sorted({k for p in pps.values() for k in p})
+    pvary = [k for k in pkeys if len({json.dumps(p.get(k), default=str) for p in pps.values()}) > 1]
+    common = {k: v for k, v in next(iter(pps.values()), {}).items() if k not in pvary}
+
+    def label(est: str, ep: str, pp: str) -> str:
+        lab = labels.get((est, ep, pp), est)
+        return lab + (" / " + ", ".join(f"{k}={pps[pp].get(k)}" for k in pvary) if pvary else "")
+
+    with style.themed():
+        fig, axes = style.new_figure(len(qs), len(xs), w=4.3, h=3.1, legend_rows=1)
+        for row, qn in zip(axes, qs):
+            cq = cp[(cp["quantity"] == qn) & cp["value"].notna()]
+            for ax, (xcol, xlab, unit) in zip(row, xs):
+                cur = curves(cq, xcol)
+                log = style.log_if_positive(ax, cq["value"])
+                for i, ((est, ep, pp), g) in enumerate(cur.groupby(["estimator", "estimator_params",
+                                                                     "problem_params"])):
+                    ls, _ = style.style_cycle(i)
+                    y = g["y"].where(g["y"] > 0) if log else g["y"]
+                    if pvary:  # estimator -> colour; problem configuration -> line style
+                        ls = style.LINESTYLES[list(pps).index(pp) % len(style.LINESTYLES)]
+                    ax.plot(g["x"], y, ls, color=ctx.color(est), label=label(est, ep, pp))
+                    if nseeds > 1:
+                        style.band(ax, g["x"], g["lo"], g["hi"], ctx.color(est))
+                ax.set_xlabel(xlab)
+                style.unit_axis(ax, unit, axis="x")
+                ax.set_ylabel(LABELS[qn])
+        style.legend_outside(fig, list(axes.flat))
+        fig.suptitle(f"{name}: {with_params(cp['problem'].iloc[0], common)}"
+                     + (f" (lines: {', '.join(pvary)})" if pvary else ""))
+        missing = [LABELS[q] for q in QUANTITIES if q not in qs]
+        cap = (f"{name}: convergence versus iterations, oracle calls and time; mean over {nseeds} seed(s)"
+               + (", band: 95% CI of the mean over seeds" if nseeds > 1 else " (one seed: no band)")
+               + (f"; not drawn (unknown for this problem): {', '.join(missing)}" if missing else ""))
+        return style.save(fig, ctx.out, stem, cap, "convergence")
+
+
+#: the target of the "to eps" columns: this fraction of the mean ||grad Phi(x_0)||^2 of the experiment
+REACH_FRACTION = 1e-3
+
+
+def to_target(cp: pd.DataFrame, fraction: float = REACH_FRACTION) -> tuple[pd.DataFrame, str]:
+    """Per (problem, estimator) label: the first evaluated iteration whose seed-mean ||grad Phi(x_t)||^2 is <= eps =
+    ``fraction`` x the experiment's mean ||grad Phi(x_0)||^2, with the cumulative oracle calls and seconds there
+    (means over seeds; empty where not reached). Returns the table and the caption's description of eps."""
+    g = cp[(cp["quantity"] == "grad_norm_sq")].assign(value=lambda d: pd.to_numeric(d["value"], errors="coerce"))
+    g = g[g["value"].notna()]
+    if g.empty or not (g["iteration"] == 0).any():
+        return pd.DataFrame(), ""
+    eps = fraction * float(g.loc[g["iteration"] == 0, "value"].mean())
+    g = with_calls_total(g)
+    if "seconds_elapsed" not in g:
+        g = g.assign(seconds_elapsed=np.nan)
+    rows = []
+    for (pl, el), h in g.groupby(["problem_label", "estimator_label"]):
+        m = h.groupby("iteration").agg(y=("value", "mean"), calls=("calls_total", "mean"),
+                                       secs=("seconds_elapsed", "mean"))
+        hit = m[m["y"] <= eps]
+        first = hit.iloc[0] if len(hit) else None
+        rows.append({"problem": pl, "estimator": el,
+                     "iteration_to_eps": np.nan if first is None else float(hit.index[0]),
+                     "calls_to_eps": np.nan if first is None else float(first["calls"]),
+                     "seconds_to_eps": np.nan if first is None else float(first["secs"])})
+    return pd.DataFrame(rows), (f"; to eps: first evaluated iteration with ||grad Phi||^2 <= {eps:.3g} "
+                                f"({fraction:g} x the initial value; empty: not reached)")
+
+
+@section("convergence", order=40)
+def render(ctx: Context, doc: Doc) -> None:
+    d = ok(ctx.df, "convergence")
+    if d.empty or "iteration" not in d:
+        return
+    ctx.done.add("convergence")
+    doc.h(2, "Outer-loop convergence (convergence)", anchor="convergence")
+    c = labelled(d[d["quantity"].isin(QUANTITIES) & d["iteration"].notna()])
+    n = 0
+    for name, cp in experiments(c, ctx.experiment_order):
+        doc.h(3, name, anchor=f"convergence-{name}")
+        rec = _figure(ctx, name, cp, legend_labels(cp), f"convergence_{n}")
+        if rec:
+            n += 1
+            ctx.figures.append(rec)
+            doc.img(rec["png"], rec["caption"], rec["svg"])
+        last = cp.sort_values("iteration").groupby(["problem_label", "estimator_label", "seed", "quantity"]).tail(1)
+        t = last.pivot_table(index=["problem_label", "estimator_label"], columns="quantity", values="value",
+                             aggfunc="mean").reset_index().rename(columns={"problem_label": "problem",
+                                                                           "estimator_label": "estimator"})
+        div = labelled(d[(d["quantity"] == "diverged") & d["key"].isin(cp["key"])])
+        if not div.empty and not t.empty:
+            dv = div.groupby(["problem_label", "estimator_label"])["value"].sum().rename("diverged_seeds").reset_index()
+            t = t.merge(dv.rename(columns={"problem_label": "problem", "estimator_label": "estimator"}),
+                        on=["problem", "estimator"], how="left")
+        reach, eps_txt = to_target(cp)
+        if not reach.empty and not t.empty:
+            t = t.merge(reach, on=["problem", "estimator"], how="left")
+        with doc.details(f"{name}: final values (mean over seeds){eps_txt}"):
+            doc.table(t)
+
+
+@section("landscape", order=45)
+def landscape(ctx: Context, doc: Doc) -> None:
+    """For one-dimensional problems with convergence cells: Phi (M^(r) for unrolled problems) over x with each
+    estimator's outer-loop end point marked, and the first-order fixed point where the problem knows it
+    (the UFO-BLO counterexample, Likhosherstov et al. 2021, Sec. 3)."""
+    from blobench.core import api
+
+    c = ok(ctx.df, "convergence")
+    if c.empty or "quantity" not in c:
+        return
+    ends = c[c["quantity"] == "x_final"]
+    if ends.empty:
+        return
+    groups = [(k, g) for k, g in ends.groupby(["problem", "problem_params"]) if g["coord"].max() == 0]
+    if not groups:
+        return
+    with style.themed():
+        fig, axes = style.new_figure(1, len(groups), w=6.0, h=4.0, legend_rows=1)
+        for ax, ((pname, pparams), g) in zip(axes[0], groups):
+            prob = api.problem(pname, **params(pparams))
+            xs = pd.to_numeric(g["value"]).to_numpy()
+            lo, hi = min(xs.min(), -10.0), max(xs.max(), 30.0)
+            grid = np.linspace(lo, hi, 400)
+            val = lambda v: float(prob.value(torch.tensor([v], dtype=torch.float64)))  # noqa: E731
+            style.reference_line(ax.plot(grid, [val(v) for v in grid], color="0.3", lw=1.3, label="Phi(x)")[0])
+            for est, ge in g.groupby("estimator"):
+                xe = pd.to_numeric(ge["value"]).to_numpy()
+                ax.scatter(xe, [val(v) for v in xe], color=ctx.color(est), s=45, zorder=3,
+                           label=f"{est} end point(s)")
+            fo_fp = getattr(prob, "fo_fixed_point", None)
+            if callable(fo_fp):
+                xf = float(fo_fp().reshape(-1)[0])
+                style.reference_line(ax.axvline(xf, color="0.5", ls=":", label=f"FO fixed point x={xf:.3g}"))
+            for sp in prob.stationary_points():
+                style.reference_line(ax.axvline(float(sp.reshape(-1)[0]), color="0.7", ls="--", lw=0.9,
+                                                label="stationary point"))
+            ax.set_xlabel("x (outer variable)")
+            ax.set_ylabel("Phi(x) = M^(r)(x) (loss units)")
+            ax.set_title(with_params(pname, params(pparams)))
+        style.legend_outside(fig, axes[0])
+        rec = style.save(fig, ctx.out, "landscape", "objective landscape with end points", "convergence")
+    ctx.figures.append(rec)
+    doc.h(3, "Objective with end points (one-dimensional problems)", anchor="landscape")
+    doc.p("Phi over x with each estimator's final outer iterate; dashed: known stationary points; dotted: the point "
+          "where the first-order update vanishes in expectation.")
+    doc.img(rec["png"], rec["caption"], rec["svg"])
