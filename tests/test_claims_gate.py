@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from blobench import harness
-from blobench.gate.claim_base import Claim, ClaimResult, Verdict, check
+from blobench.gate.claim_base import Claim, Verdict, check
 from blobench.cli import main
 from blobench.core.errors import BlobenchError
 from blobench.measure.metrics import RateFit, fit_geometric_rate

@@ -176,7 +176,7 @@ def test_warm_started_stocbio_carries_y_through_the_outer_loop(quad):
     """stocbio (warm_start default true) in outer_loop: y_0 of step t is y_D of step t-1; the whole trajectory
     recomputed in numpy on the deterministic quadratic, where stocbio's v is the Neumann series at y_D."""
     x0, D, Q, T = x_of(quad), 1, 3, 6
-    lr = eta = 1.0 / quad.constants["L"]
+    eta = 1.0 / quad.constants["L"]
     beta = 0.5
     e = harness.estimator("stocbio", inner_steps=D, solver_steps=Q)
     tr = outer_loop(quad, e, T, beta, x0=x0)

@@ -79,7 +79,6 @@ def test_false_alarm_rate_and_power():
     assert abs(fh - alpha) < 4 * se, fh  # Hotelling: exact level alpha
     assert ft <= alpha + 4 * se, ft  # Holm: family-wise error <= alpha
     # negative control: a bias of the reported 99%-power size, in the worst direction, is detected
-    p = harness.problem("quadratic", dim=3, seed=2)
     rng = np.random.default_rng(1)
     L = np.array([[1.0, 0, 0], [0.5, 0.4, 0], [-0.3, 0.2, 2.0]])
     G0 = rng.standard_normal((n, 3)) @ L.T

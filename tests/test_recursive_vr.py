@@ -142,13 +142,13 @@ def test_srba_step_is_the_sarah_recursion_and_refresh_is_the_full_batch(fquad, q
         else:  # the previous point is the test's own record (x_old, y_old, v_old), not the estimator's
             b = {k[len("sample/"):]: val for k, val in nz.items()}
             new = SRBA.directions(o, x, y, v, b)
-            old = SRBA.directions(o, x_old, y_old, v_old, b)
+            old = SRBA.directions(o, x_old, y_old, v_old, b)  # noqa: F821 (set at the end of the previous step)
             want = tuple(prev[k] + a - c for k, a, c in zip(("d_y", "d_v", "d_x"), new, old))
         for k, w in zip(("d_y", "d_v", "d_x"), want):
             assert torch.allclose(st[k], w, atol=1e-12, rtol=0), (t, k)
         assert torch.equal(est.grad, st["d_x"])
         assert torch.allclose(st["y"], y - rho * st["d_y"], atol=1e-15) and torch.allclose(st["v"], v - rho * st["d_v"], atol=1e-15)
-        x_old, y_old, v_old, y, v = x, y, v, st["y"], st["v"]
+        x_old, y_old, v_old, y, v = x, y, v, st["y"], st["v"]  # noqa: F841 (read in the next step)
 
 
 def test_vrbo_inner_loop_is_the_spider_recursion_and_refresh_is_the_full_batch(fquad2):

@@ -30,7 +30,6 @@ from blobench.measure.outer import outer_loop
 from blobench.measure.sampling import draw_noise, estimate
 
 from blobench.estimators.value_function import BOME, F2BA
-from blobench.estimators.zeroth_order import PZOBO
 
 _solve_at_points = zo.solve_at_points
 

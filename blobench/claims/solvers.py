@@ -28,7 +28,7 @@ from scipy import stats
 from blobench import harness
 from blobench.gate.claim_base import Claim, Verdict, memo
 from blobench.measure.outer import outer_loop
-from blobench.measure.sampling import draw_noise, estimate, run_draws
+from blobench.measure.sampling import draw_noise, estimate
 
 from blobench.estimators.first_order import F2SA
 from blobench.estimators.single_loop import SOBA, TTSA

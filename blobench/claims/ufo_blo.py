@@ -18,7 +18,6 @@ import torch
 from blobench import harness
 from blobench.gate.claim_base import Claim, Verdict, memo
 from blobench.measure.metrics import mean_test
-from blobench.core.oracles import Oracles
 
 CITE = "Likhosherstov et al., ICML 2021 (arXiv 2006.03631)"
 

@@ -56,7 +56,7 @@ class Estimator:
         if d is None:
             t = problem.target
             d = t.steps if t.kind == "unrolled" else 10
-        return int(d)
+        return int(d)  # type: ignore[arg-type]  # an unrolled Target always carries its steps
 
     def inner_lr(self, problem: Problem | Oracles) -> float:
         """inner_lr, defaulting to the problem's unroll_lr, else 1/L."""
@@ -64,7 +64,7 @@ class Estimator:
         if a is None:
             t = problem.target
             if t.kind == "unrolled":
-                return float(t.lr)
+                return float(t.lr)  # type: ignore[arg-type]  # an unrolled Target always carries its lr
             return 1.0 / float(problem.constants["L"])
         return float(a)
 

@@ -76,7 +76,7 @@ class Linearization:
             self._g = g
             self.value = g.detach()
         else:
-            self._g = None
+            self._g = None  # type: ignore[assignment]  # products then go through the vjp pullbacks
             if joint:
                 self.value, self._pulls["xy"] = vjp(lambda x_, y_: self._gy(x_, y_, batch), x, y)
             else:

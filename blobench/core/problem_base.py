@@ -103,7 +103,7 @@ class Problem:
         """n minibatches of ``batch_size`` inner and outer indices drawn uniformly with replacement."""
         from torch.func import vmap
 
-        ni, no = self.finite_sum
+        ni, no = self.finite_sum  # type: ignore[misc]  # called only on finite sums (batch_at defined)
         i = torch.randint(0, ni, (n, batch_size), generator=generator)
         j = torch.randint(0, no, (n, batch_size), generator=generator)
         return vmap(self.batch_at)(i, j)

@@ -32,7 +32,7 @@ class Registry(Generic[T]):
         self._items[name] = obj
         mod = sys.modules.get(getattr(obj, "__module__", ""), None)
         if mod is not None and getattr(mod, "__file__", None):
-            _plugin_files[f"{self.kind}:{name}"] = mod.__file__
+            _plugin_files[f"{self.kind}:{name}"] = str(mod.__file__)
         return obj
 
     def get(self, name: str) -> T:
@@ -61,7 +61,7 @@ PROBLEMS: Registry[type] = Registry("problem")
 ESTIMATORS: Registry[type] = Registry("estimator")
 METRICS: Registry[Callable[..., Any]] = Registry("metric")
 CLAIMS: Registry[type] = Registry("claim")
-_REGS = {"problem": PROBLEMS, "estimator": ESTIMATORS, "metric": METRICS, "claim": CLAIMS}
+_REGS: dict[str, Registry[Any]] = {"problem": PROBLEMS, "estimator": ESTIMATORS, "metric": METRICS, "claim": CLAIMS}
 
 
 def _decorator(reg: Registry, name: str):
@@ -154,11 +154,17 @@ def check_contract(kind: str, name: str, obj: Any) -> None:
 
     owner = f"{kind} {name!r}"
     if kind in ("problem", "estimator"):
+        base: type
+        required: tuple[str, ...]
         if kind == "problem":
-            from blobench.core.problem_base import Problem as base
+            from blobench.core.problem_base import Problem
+
+            base = Problem
             required = ("outer", "inner", "value", "hypergradient")
         else:
-            from blobench.core.estimator_base import Estimator as base
+            from blobench.core.estimator_base import Estimator
+
+            base = Estimator
             required = ("estimate",)
         if not (isinstance(obj, type) and issubclass(obj, base)):
             raise PluginError(f"{owner}: must be a class derived from harness.{base.__name__}, got {obj!r}")
@@ -314,7 +320,6 @@ def _fingerprint() -> str:
     """Changes whenever anything the catalog shows could: the harness and built-in plugin files (path, mtime,
     size), the installed entry-point plugins, the interpreter."""
     import hashlib
-    import importlib.util
     import os
 
     parts = [sys.executable, sys.version, "catalog-1"]

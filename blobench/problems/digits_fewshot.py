@@ -21,7 +21,7 @@ import torch
 from blobench import harness
 from blobench.core.errors import ParameterError
 from blobench.core.params import Param
-from blobench.problems.sinusoid import TaskPoolProblem, mlp_forward, mlp_init, pool_hypergradient
+from blobench.problems.sinusoid import TaskPoolProblem, mlp_forward, mlp_init
 
 
 def _load_digits() -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,9 +25,12 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blobench.core.errors import BlobenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # numpy and pandas are imported inside the functions: building the CLI parser (add_parsers) stays cheap
 

@@ -28,7 +28,7 @@ __all__ = ["write_report", "theoretical_rate", "rate_violation", "claims_rows", 
 GENERATED = ("*.png", "*.svg", style.MANIFEST)
 
 
-def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any = None,
+def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any = None,  # noqa: F811 (the argument)
                  out_dir: str | Path | None = None, where: Any = None) -> Path:
     """Write ``<out_root>/<run-id>/report.md`` and ``index.html`` (figures beside them); returns report.md.
 
