@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= matrices/default.toml
 JOBS ?= 2
 
-.PHONY: run test install report bench bench-deps bench-targets check clean chromium
+.PHONY: run test install docs lint report bench bench-deps bench-targets check clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,digits,dask]'
+	$(PY) -m pip install -q -e '.[dev,digits,dask,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +24,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# docs: the documentation site (mkdocs, built-in theme, opens offline) -> site/index.html; its hook
+# (docs/gen_reference.py) regenerates docs/reference/ from the registry and the CLI parser first
+docs: $(STAMP)
+	$(PY) -m mkdocs build -q -d site
+
+# lint: what CI runs before the tests (config in pyproject.toml)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 check: $(STAMP)
 	$(VENV)/bin/blobench check
@@ -47,7 +57,7 @@ bench-targets: bench-deps
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -W ignore::FutureWarning -m tests.benchmarks.targets $(TARGETS)
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache site
 
 # Reference report (issue 7): the default matrix, fresh, plus the claims table at ci size -> reports/reference/
 report: $(STAMP)

@@ -1,4 +1,4 @@
-"""The public API of DESIGN.md (re-exported by ``blobench.harness`` and ``blobench``)."""
+"""The public API of docs/design.md (re-exported by ``blobench.harness`` and ``blobench``)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

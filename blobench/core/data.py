@@ -1,4 +1,4 @@
-"""Real data sets read from a data folder; nothing is downloaded at run time (DESIGN.md, "Data").
+"""Real data sets read from a data folder; nothing is downloaded at run time (docs/design.md, "Data").
 
 The folder is ``$BLOBENCH_DATA`` (default ``./data``); the CLI's ``--data-dir DIR`` sets it for one
 command. Two file formats:

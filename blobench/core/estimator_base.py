@@ -1,4 +1,4 @@
-"""The Estimator base class (DESIGN.md, "Core objects").
+"""The Estimator base class (docs/design.md, "Core objects").
 
 An estimator is built from validated parameters. All of its randomness is drawn up
 front by ``draw(problem, generator, n)`` (a dict of tensors with leading dim n), and
@@ -81,7 +81,7 @@ class Estimator:
         return f"{self.name}({args})"
 
 
-# Parameter specs shared by estimators (names from the DESIGN.md glossary).
+# Parameter specs shared by estimators (names from the docs/design.md glossary).
 INNER_STEPS = Param("int", optional=True, low=0, doc="D or K: inner gradient steps (default: r of an unrolled problem, else 10)")
 INNER_LR = Param("float", optional=True, low=0, low_open=True, doc="alpha: inner step size (default 1/L, or the problem's unroll_lr)")
 SOLVER_STEPS = Param("int", default=10, low=0, doc="N or Q: iterations of the linear-system solver")

@@ -2,7 +2,7 @@
 
 Every plugin declares ``params = {name: Param(...)}``; :func:`validate` checks a user's
 keyword arguments against it, and every error names the parameter and what is allowed.
-Names follow the glossary of DESIGN.md (inner_steps, inner_lr, solver_steps, ...).
+Names follow the glossary of docs/design.md (inner_steps, inner_lr, solver_steps, ...).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Problem base class (DESIGN.md, "Core objects").
+"""The Problem base class (docs/design.md, "Core objects").
 
 A problem owns its ground truth. Subclasses define, as pure differentiable torch
 functions, ``outer(x, y, batch)`` (f) and ``inner(x, y, batch)`` (g); ``batch`` is None

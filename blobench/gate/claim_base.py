@@ -1,4 +1,4 @@
-"""Claims: theorems of the literature as executable checks (DESIGN.md, "Claim").
+"""Claims: theorems of the literature as executable checks (docs/design.md, "Claim").
 
 A claim states something with its citation, runs an experiment at a budget size
 ("ci": a minute or less, "full": paper scale), and decides with a stated rule. Every

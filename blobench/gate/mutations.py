@@ -1,6 +1,6 @@
 """Mutation suite: planted breakages of the estimators and the engine, each of which some claim must catch.
 
-A claim that cannot fail is a defect (DESIGN.md, "Claim"); this module checks it from the other side.
+A claim that cannot fail is a defect (docs/design.md, "Claim"); this module checks it from the other side.
 Convention: every claims module (``claims/*.py`` and entry-point claim plugins) may define a module-level
 list ``MUTATIONS`` of tuples ``(name, caught_by, patch)``:
 

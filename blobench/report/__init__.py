@@ -1,6 +1,6 @@
 """Reports: ``reports/<run-id>/index.html`` and ``report.md``, with every figure as PNG and SVG beside them.
 
-``write_report(run)`` reads a run folder (DESIGN.md, "Runner, store, report") and writes a navigable page:
+``write_report(run)`` reads a run folder (docs/design.md, "Runner, store, report") and writes a navigable page:
 a summary at the top (run metadata, cells by status, claims verdicts, flagged violations), a table of
 contents with anchors, one section per metric with one sub-section (and figure) per experiment, collapsible
 tables (``<details>``), tables sortable by clicking a header, all offline. ``figures.json`` beside the figures

@@ -176,8 +176,8 @@ VOLATILE = ("second", "time", "rss", "wall")
 def dedup_deterministic(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Drop the cells that repeat, with another seed, exactly the values of a cell of the same configuration.
 
-    A deterministic problem and estimator give bit-identical rows whatever the seed (DESIGN.md,
-    determinism), so its seeds add nothing but duplicated rows and curves: the lowest seed is kept.
+    A deterministic problem and estimator give bit-identical rows whatever the seed (docs/design.md,
+    "Determinism"), so its seeds add nothing but duplicated rows and curves: the lowest seed is kept.
     Timings and RSS (quantities named ``*second*``, ``*time*``, ``*rss*``, and the ``seconds_elapsed`` column)
     are not compared, since they vary run to run. Returns (rows kept, number of cells dropped).
     """
