@@ -59,8 +59,14 @@ def _fence(text: str) -> str:
     return "```text\n" + inspect.cleandoc(text).rstrip() + "\n```\n"
 
 
+def _esc(text: Any) -> str:
+    """Plain text for markdown: ``*`` (y*, v*) would start emphasis and ``<`` a tag."""
+    return str(text).replace("\\", "\\\\").replace("*", "\\*").replace("<", "&lt;")
+
+
 def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Plain text for a table cell (one line, ``|`` escaped)."""
+    return _esc(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _params_table(params: dict[str, Any]) -> str:
@@ -129,7 +135,7 @@ def _plugin_page(kind: str, reg: Any, title: str, intro: str) -> str:
            "| name | module | summary |", "| --- | --- | --- |"]
     for n in reg.names():
         obj = reg.get(n)
-        doc = inspect.cleandoc(getattr(obj, "__doc__", None) or "(no docstring)").splitlines()[0]
+        doc = " ".join(inspect.cleandoc(getattr(obj, "__doc__", None) or "(no docstring)").split("\n\n")[0].split())
         out.append(f"| [`{n}`](#{n}) | `{_module_of(obj)}` | {_cell(doc)} |")
     out.append("")
     for mod in sorted(by_module):
@@ -183,12 +189,12 @@ def claims_page() -> str:
     for n in CLAIMS.names():
         c = CLAIMS.get(n)
         out.append(f"## {n} {{#{n}}}\n")
-        out.append(f"**Statement.** {c.statement}\n")
-        out.append(f"**Citation.** {c.citation}\n")
-        out.append(f"**Expected.** {c.expected}" + (f" ({c.evidence_note})" if c.evidence_note else "") + "\n")
-        out.append(f"**Negative control.** {c.control}\n")
+        out.append(f"**Statement.** {_esc(c.statement)}\n")
+        out.append(f"**Citation.** {_esc(c.citation)}\n")
+        out.append(f"**Expected.** {c.expected}" + (f" ({_esc(c.evidence_note)})" if c.evidence_note else "") + "\n")
+        out.append(f"**Negative control.** {_esc(c.control)}\n")
         if getattr(c, "positive_control", ""):
-            out.append(f"**Positive control.** {c.positive_control}\n")
+            out.append(f"**Positive control.** {_esc(c.positive_control)}\n")
     return "\n".join(out)
 
 
