@@ -99,8 +99,9 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_smoke_matrix(wheel, tmp_pa
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a checkout on it looks "installed"
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env=clean)
     assert r.returncode == 0, r.stderr[-2000:]
     site = [p for p in sys.path if p.endswith("site-packages")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(site), "BLOBENCH_CACHE_DIR": str(tmp_path / "cache")}
