@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from blobench import harness
+from blobench.core.theory import Converges
 from blobench.core.estimator_base import INNER_LR
 from blobench.core.numerics import cg
 from blobench.core.params import Param
@@ -36,6 +37,10 @@ from blobench.core.params import Param
 @harness.register_estimator("hoag")
 class HOAG(harness.Estimator):
     """HOAG: inner solve and CG to a decreasing tolerance eps_k, both warm-started (Pedregosa 2016, Alg. 1)."""
+
+    theory = (
+        Converges(60, "Pedregosa 2016, Th. 1 (summable tolerances reach a stationary point)"),
+    )
 
     vmappable = False  # tolerance-driven loops (see the module docstring)
     params = {"inner_lr": INNER_LR,

@@ -58,6 +58,7 @@ from __future__ import annotations
 import torch
 
 from blobench import harness
+from blobench.core.theory import Unbiased
 from blobench.core.estimator_base import INNER_LR, INNER_STEPS, batch_of, draw_batches, step_batches
 from blobench.core.numerics import inner_gd, unroll_backward
 from blobench.core.params import Param
@@ -100,6 +101,10 @@ MEMORY = Param("str", default="stored", choices=("stored", "constant"),
 @harness.register_estimator("maml")
 class MAML(harness.Estimator):
     """MAML: the exact unrolled meta-gradient prod (I - alpha H_j) grad L(phi_r) (Finn et al. 2017; UFO-BLO eq. (3))."""
+
+    theory = (
+        Unbiased("Finn et al. 2017: the exact meta-gradient of each task, so E_task = grad Phi_r"),
+    )
 
     params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "memory": MEMORY}
 
@@ -152,6 +157,10 @@ def product_q(state: dict[str, torch.Tensor], r: int, constant_memory: bool, q_f
 @harness.register_estimator("ufo")
 class UFO(harness.Estimator):
     """UFO-BLO: g_FO + (xi/q)(g - g_FO), xi ~ Bernoulli(q): unbiased at expected cost O(r + q r^2) (Likhosherstov et al. 2021, Alg. 1)."""
+
+    theory = (
+        Unbiased("Likhosherstov et al. 2021 (UFO-BLO), Th. 1: g_FO + (xi/q)(g - g_FO) is unbiased for grad Phi_r"),
+    )
 
     params = {
         "inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "memory": MEMORY,
