@@ -173,7 +173,7 @@ def rate_declaration(estimator: Any, budget: str) -> Rate | None:
 GD_SOURCE = "inner GD contraction 1 - alpha*mu (Ji, Yang & Liang 2021, ICML, Prop. 2 / Lemma 5)"
 CG_SOURCE = "CG bound (sqrt(kappa)-1)/(sqrt(kappa)+1) (Nocedal & Wright 2006, eq. 5.36)"
 NEUMANN_SOURCE = "Neumann / fixed-point contraction 1 - eta*mu (Ji, Yang & Liang 2021, ICML, Lemma 6; Grazzi et al. 2020, Th. 2)"
-AGD_SOURCE = "Nesterov AGD contraction 1 - sqrt(alpha*mu) (Nesterov 2004, Th. 2.2.3; Ji & Liang 2023, AccBiO)"
+AGD_SOURCE = "Nesterov AGD: f gap <= C (1 - sqrt(alpha*mu))^k, so iterates contract at its square root (Nesterov 2004, Th. 2.2.3; Ji & Liang 2023, AccBiO)"
 
 
 def gd_rate(c: Constants, p: Params) -> float | None:
@@ -198,21 +198,23 @@ def cg_rate(c: Constants, p: Params) -> float:
 
 
 def agd_rate(c: Constants, p: Params) -> float | None:
-    """AGD on a mu-strongly convex, L-smooth quadratic with step alpha <= 1/L: error ~ (1 - sqrt(alpha mu))^k."""
+    """Nesterov's AGD (constant momentum, step alpha <= 1/L) on a mu-strongly convex, L-smooth function:
+    f(y_k) - f* <= C (1 - sqrt(alpha mu))^k (Nesterov 2004, Th. 2.2.3), so ||y_k - y*|| <= C' (1 - sqrt(alpha mu))^(k/2):
+    the rate of the iterate, hence of the hypergradient error, is sqrt(1 - sqrt(alpha mu))."""
     if p.get("inner_solver", "agd") != "agd":
         return None
     lr = p.get("inner_lr") or 1.0 / float(c["L"])
     if lr * float(c["L"]) > 1 + 1e-12:
         return None
-    return 1 - math.sqrt(lr * float(c["mu"]))
+    return math.sqrt(1 - math.sqrt(lr * float(c["mu"])))
 
 
 def agd_solver_rate(c: Constants, p: Params) -> float | None:
-    """AGD on the linear system's quadratic 1/2 v'Hv - v'b with step eta <= 1/L: (1 - sqrt(eta mu))^N."""
+    """AGD on the linear system's quadratic 1/2 v'Hv - v'b with step eta <= 1/L: sqrt(1 - sqrt(eta mu)) (as :func:`agd_rate`)."""
     eta = p.get("solver_lr") or 1.0 / float(c["L"])
     if eta * float(c["L"]) > 1 + 1e-12:
         return None
-    return 1 - math.sqrt(eta * float(c["mu"]))
+    return math.sqrt(1 - math.sqrt(eta * float(c["mu"])))
 
 
 def inner_gd_rate(short: str = "1-alpha*mu, Ji+ 2021 Prop. 2", poly: bool = False) -> Rate:

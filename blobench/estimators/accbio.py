@@ -34,8 +34,8 @@ class AccBiO(AIDBase):
     outer loop's momentum="nesterov" (the complexity metric does so by default)."""
 
     theory = (
-        Rate("inner_steps", agd_rate, AGD_SOURCE, short="1-sqrt(alpha*mu), AGD"),
-        Rate("solver_steps", agd_solver_rate, AGD_SOURCE, short="1-sqrt(eta*mu), AGD"),
+        Rate("inner_steps", agd_rate, AGD_SOURCE, short="sqrt(1-sqrt(alpha*mu)), AGD"),
+        Rate("solver_steps", agd_solver_rate, AGD_SOURCE, short="sqrt(1-sqrt(eta*mu)), AGD"),
         CostFormula(aid_cost, "Ji & Liang 2023 (AccBiO): D grad_y g, N HV, 1 JV, grad f (module docstring)"),
     )
 
