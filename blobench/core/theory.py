@@ -62,9 +62,11 @@ class BiasFloor:
 
 @dataclass(frozen=True)
 class Unbiased:
-    """E[estimate] = grad Phi exactly (Phi the problem's target: argmin or unrolled), at any budget."""
+    """E[estimate] = grad Phi exactly (Phi the problem's target), at any budget. ``target``: only on problems of
+    this target kind ("argmin" or "unrolled"; None: every problem)."""
 
     source: str
+    target: str | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,11 @@ class HOAG(harness.Estimator):
               "max_solver": Param("int", default=1000, low=1, doc="cap on CG matvecs per outer iteration")}
 
     def estimate(self, oracles, x, noise, state=None):
+        if oracles.target.kind != "argmin":  # full-batch oracles need a population g (found by blobench verify: a TypeError before)
+            from blobench.core.errors import ParameterError
+
+            raise ParameterError(f"estimator 'hoag' needs a problem-based (argmin) target; {oracles.problem.name!r} is "
+                                 "algorithm-based (its oracles need a task)")
         k = 0 if state is None else int(state["k"])
         eps = max(float(self.p["tol"]) * float(self.p["tol_decay"]) ** k, float(self.p["tol_min"]))
         lr = self.inner_lr(oracles)

@@ -127,9 +127,7 @@ class StocBiOCode(StocBase):
 class BSA(StocBase):
     """BSA: random truncation p ~ U{0..Q-1}, v = Q eta prod_{j<=p} (I - eta H_j) v_0 (Ghadimi & Wang 2018)."""
 
-    theory = (
-        Rate("inner_steps", gd_rate, GD_SOURCE, short="1-alpha*mu, Ji+ 2021 Prop. 2"),
-    )
+    theory = ()  # a random truncation p per draw: no per-draw rate to fit; its claims (ji2021) cover it in expectation
 
     params = {**StocBase.params, "solver_steps": Param("int", default=10, low=1, doc="Q: the truncation p is uniform on {0..Q-1}")}
 

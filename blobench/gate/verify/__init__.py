@@ -104,4 +104,4 @@ def verify(names: Iterable[str], size: str = "ci", problems: Iterable[str] | Non
     return res
 
 
-__all__ = ["verify", "verify_estimator", "verify_problem", "VerifyResult", "Check", "Instance", "PASS", "FAIL", "NA", "ERROR"]
+__all__ = ["kind_of", "verify", "verify_estimator", "verify_problem", "VerifyResult", "Check", "Instance", "PASS", "FAIL", "NA", "ERROR"]

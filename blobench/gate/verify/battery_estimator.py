@@ -212,6 +212,8 @@ def _z(m: int) -> float:
 
 
 def check_unbiased(subject, est, problem, inst, decl: th.Unbiased, size: Size) -> Check:
+    if decl.target is not None and problem.target.kind != decl.target:
+        return _row(subject, "unbiased", inst, NA, measured=f"declared for {decl.target} targets only", source=decl.source)
     x = problem.x0()
     out = _estimate(problem, est, x, seed=3, n=size.draws)
     G = out.grads.double()
@@ -430,8 +432,10 @@ def check_float32(subject, est, problem, inst) -> Check:
     g64 = est.estimate(Oracles(problem), x, nz, None)
     g64 = (g64 if isinstance(g64, Estimate) else Estimate(g64)).grad
     p32 = cast_problem(problem, torch.float32)
+    o32 = Oracles(p32)
+    o32.exact = lambda z: (o32._count("exact"), problem.hypergradient(z.double()).to(z.dtype))[1]  # float64 ground truth
     nz32 = {k: (v.float() if v.is_floating_point() else v) for k, v in nz.items()}
-    g32 = est.estimate(Oracles(p32), x.float(), nz32, None)
+    g32 = est.estimate(o32, x.float(), nz32, None)
     g32 = (g32 if isinstance(g32, Estimate) else Estimate(g32)).grad
     r = _rel(g32.double(), g64.double())
     ok = g32.dtype == torch.float32 and r <= F32_RTOL
@@ -454,12 +458,35 @@ def check_cuda(subject, est, problem, inst) -> Check:
 
 # -- the battery ------------------------------------------------------------------------------------------------
 
-def estimator_battery(subject: str, est, inst: Instance, problem, size: Size, skip: frozenset = frozenset()) -> list[Check]:
+GENERIC = ("oracle_honesty", "determinism", "purity", "vmap_safe", "stateful", "float32", "cuda")
+
+
+def _decl_key(d) -> str | None:
+    if isinstance(d, th.Rate):
+        return f"rate[{d.budget}]"
+    if isinstance(d, th.BiasFloor):
+        return f"consistency[{d.budget}]"
+    return {th.Unbiased: "unbiased", th.VarianceScaling: "variance_scaling", th.CostFormula: "cost_formula",
+            th.Converges: "outer_loop", th.MemoryO1: "memory"}.get(type(d))
+
+
+def properties_for(est) -> list[str]:
+    """The property keys the battery runs for this estimator: one per declaration, then the generic ones
+    (``rate[b]`` also gives ``consistency[b]``; ``determinism`` also gives ``chunk_invariance``)."""
+    keys = [_decl_key(d) for d in th.declarations(est)]
+    return list(dict.fromkeys([k for k in keys if k] + list(GENERIC)))
+
+
+def estimator_battery(subject: str, est, inst: Instance, problem, size: Size, skip: frozenset = frozenset(),
+                      only: str | None = None) -> list[Check]:
     """Every property of one estimator on one problem instance; properties in ``skip`` are left out (the
-    outer-loop run, checked once on the first eligible instance)."""
+    outer-loop run, checked once on the first eligible instance); ``only``: just this property key
+    (:func:`properties_for`; the pytest plugin's one test per property)."""
     rows: list[Check] = []
 
     def guard(prop: str, fn) -> None:
+        if only is not None and prop != only and prop != "runs":
+            return
         t0 = time.perf_counter()
         try:
             out = fn()
@@ -479,6 +506,8 @@ def estimator_battery(subject: str, est, inst: Instance, problem, size: Size, sk
         return [_row(subject, "runs", inst, NA, measured=str(exc)[:200])]
     if rows and rows[0].failed:
         return rows
+    if only is not None:
+        rows.clear()  # the pytest plugin's test for one property reports that property only
     for d in th.declarations(est):
         if isinstance(d, th.Rate):
             guard(f"rate[{d.budget}]", lambda d=d: check_rate(subject, est, problem, inst, d))

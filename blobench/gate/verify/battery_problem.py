@@ -307,6 +307,10 @@ def check_sample_deterministic(name: str, problem) -> Check:
     return c
 
 
+PROPERTIES = ("basics", "hypergradient_fd", "inner_stationary", "stationary_points", "constants", "minibatch_mean",
+              "noise_level", "sample_deterministic")
+
+
 def problem_battery(name: str, problem, size: Size) -> list[Check]:
     """Every problem check on one problem instance (``name`` labels the rows)."""
     from blobench.gate.verify.common import ERROR, timed
@@ -315,8 +319,7 @@ def problem_battery(name: str, problem, size: Size) -> list[Check]:
               lambda: check_inner_stationary(name, problem), lambda: check_stationary_points(name, problem),
               lambda: check_constants(name, problem), lambda: check_minibatch_mean(name, problem, size),
               lambda: check_noise_level(name, problem, size), lambda: check_sample_deterministic(name, problem)]
-    props = ["basics", "hypergradient_fd", "inner_stationary", "stationary_points", "constants", "minibatch_mean",
-             "noise_level", "sample_deterministic"]
+    props = list(PROPERTIES)
     out = []
     for prop, fn in zip(props, checks):
         try:

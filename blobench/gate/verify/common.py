@@ -48,8 +48,8 @@ class Size:
     stoch_samples: int  # samples for the minibatch-mean and noise tests
 
 
-SIZES = {"ci": Size("ci", draws=2000, fd_dirs=3, honesty_draws=2, stoch_samples=4000),
-         "full": Size("full", draws=20000, fd_dirs=8, honesty_draws=4, stoch_samples=40000)}
+SIZES = {"ci": Size("ci", draws=10000, fd_dirs=3, honesty_draws=2, stoch_samples=4000),
+         "full": Size("full", draws=100000, fd_dirs=8, honesty_draws=4, stoch_samples=40000)}
 
 
 @dataclass(frozen=True)
