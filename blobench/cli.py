@@ -196,6 +196,29 @@ def cmd_verify(a) -> int:
     for f in a.verify_plugin:
         load_plugin_file(f)
     names = list(a.names)
+    if a.all or a.matrix:
+        from blobench.gate.verify.conformance import matrix_document, run_matrix
+
+        if names:
+            raise BlobenchError("verify --all / --matrix run every registered name; give no names")
+        rows, secs = run_matrix(size=a.size, progress=lambda n, t: print(f"  {n}: {t:.1f} s", file=sys.stderr))
+        doc = matrix_document(rows, secs, a.size, command=f"blobench verify --all --matrix {a.matrix or 'FILE'}")
+        if a.matrix:
+            d = os.path.dirname(os.path.abspath(a.matrix))
+            os.makedirs(d, exist_ok=True)
+            with open(a.matrix, "w") as fh:
+                fh.write(doc)
+            from blobench.gate.verify import card
+
+            jpath = os.path.splitext(a.matrix)[0] + ".json"  # the rows, for the report's conformance section
+            with open(jpath, "w") as fh:
+                fh.write(card.to_json(rows, sum(secs.values()), a.size))
+            print(f"wrote {a.matrix} and {jpath}", file=sys.stderr)
+        else:
+            print(doc)
+        from blobench.gate.verify.conformance import reason
+
+        return 1 if any(r.failed and not reason(r.subject, r.prop) for r in rows) else 0
     if not names:
         files = {os.path.abspath(f) for f in (a.verify_plugin or []) + (a.plugin or [])}
         names = [k.split(":", 1)[1] for k, f in _plugin_files.items()
@@ -368,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the rows as JSON instead of the card")
     s.add_argument("--junit", metavar="FILE", help="also write JUnit XML (for CI systems) to FILE")
     s.add_argument("--out", metavar="DIR", help="also write verify.md, verify.html and verify.json to DIR")
+    s.add_argument("--all", action="store_true", help="the conformance matrix: every registered estimator and problem "
+                                                      "(exit 1 on a failure without a recorded reason)")
+    s.add_argument("--matrix", metavar="FILE", help="with --all: write the conformance matrix (markdown) to FILE")
     _add_data_dir(s)
     s.set_defaults(fn=cmd_verify)
     from blobench.report.results import add_parsers

@@ -196,7 +196,7 @@ def check_floor(subject, est, problem, inst, decl: th.BiasFloor) -> list[Check]:
     if decl.budget not in est.params or problem.target.kind != "argmin" or problem.stochastic:
         why = "budget not a parameter" if decl.budget not in est.params else "only on deterministic problem-based problems"
         return [_row(subject, f"consistency[{decl.budget}]", inst, NA, measured=why, source=src)]
-    values = [25, 50, 100, 200]
+    values = [15, 30, 60, 120]
     errs = _sweep(est, problem, decl.budget, values, {})
     settle = abs(errs[-1] - errs[-2]) / max(errs[-1], 1e-300)
     ok = settle <= FLOOR_SETTLE
@@ -344,8 +344,8 @@ def check_purity(subject, est, problem, inst) -> Check:
 def check_vmap(subject, est, problem, inst) -> Check:
     if not est.vmappable:
         return _row(subject, "vmap_safe", inst, NA, measured="declares vmappable = False")
-    a = _estimate(problem, est, seed=4, n=8, vmapped=True)
-    b = _estimate(problem, est, seed=4, n=8, vmapped=False)
+    a = _estimate(problem, est, seed=4, n=4, vmapped=True)
+    b = _estimate(problem, est, seed=4, n=4, vmapped=False)
     r = _rel(a.grads, b.grads)
     same_calls = all(torch.equal(a.calls[k], b.calls[k]) for k in a.calls)
     ok = r <= VMAP_RTOL and same_calls
