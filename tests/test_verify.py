@@ -215,3 +215,15 @@ def test_cli_verify_unknown_name_is_one_line(capsys):
     assert main(["verify", "no-such-thing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("blobench: error:")
+
+
+# -- the conformance matrix (slow: every built-in; docs/conformance.md is its output) ---------------------------------
+
+@pytest.mark.slow
+def test_conformance_matrix_has_every_failure_explained():
+    from blobench.gate.verify.conformance import reason, run_matrix
+
+    rows, _ = run_matrix()
+    unexplained = [(r.subject, r.prop, r.problem, r.measured) for r in rows if r.failed and not reason(r.subject, r.prop)]
+    assert not unexplained, unexplained
+    assert {r.subject for r in rows} >= set(harness.estimators()) | set(harness.problems())

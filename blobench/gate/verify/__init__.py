@@ -78,7 +78,7 @@ def verify_problem(name: str, size: str = "ci", params: dict | None = None, labe
     try:
         problem = api.problem(name, **(params or {}))
     except Exception as exc:  # noqa: BLE001 - one row, one line
-        from blobench.core.errors import DataError
+        from blobench.core.data import DataError
 
         verdict = NA if isinstance(exc, DataError) else ERROR
         return [Check(name, "problem", "basics", label or name, verdict, measured=f"{type(exc).__name__}: {exc}"[:300])]
