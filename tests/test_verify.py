@@ -227,3 +227,40 @@ def test_conformance_matrix_has_every_failure_explained():
     unexplained = [(r.subject, r.prop, r.problem, r.measured) for r in rows if r.failed and not reason(r.subject, r.prop)]
     assert not unexplained, unexplained
     assert {r.subject for r in rows} >= set(harness.estimators()) | set(harness.problems())
+
+
+# -- declarations no built-in uses yet: each checked both ways --------------------------------------------------------
+
+def _inst(label):
+    from blobench.gate.verify.common import instances
+
+    (i,) = [i for i in instances("ci", [label]) if i.label == label]
+    return i, i.build()
+
+
+def test_variance_scaling_declaration_holds_for_sgd_and_fails_when_misdeclared():
+    from blobench.gate.verify.battery_estimator import check_variance
+    from blobench.gate.verify.common import SIZES
+
+    inst, p = _inst("quadratic-noisy")
+    est = harness.estimator("itd", inner_steps=3)  # (fo's estimate on the quadratic, rho x, has no variance at all)
+    ok = check_variance("itd", est, p, inst, theory.VarianceScaling("batch_size", -1.0, "minibatch SGD"), SIZES["ci"])
+    bad = check_variance("itd", est, p, inst, theory.VarianceScaling("batch_size", -2.0, "misdeclared"), SIZES["ci"])
+    assert ok.verdict == PASS and bad.verdict == FAIL, (ok.measured, bad.measured)
+
+
+def test_memory_declaration_holds_for_cg_and_fails_for_itd_which_stores_its_trajectory():
+    from blobench.gate.verify.battery_estimator import check_memory
+
+    inst, p = _inst("quadratic")
+    ok = check_memory("aid-cg", harness.estimator("aid-cg"), p, inst, theory.MemoryO1("solver_steps", "CG"))
+    bad = check_memory("itd", harness.estimator("itd"), p, inst, theory.MemoryO1("inner_steps", "misdeclared"))
+    assert ok.verdict == PASS and bad.verdict == FAIL, (ok.measured, bad.measured)
+
+
+def test_outer_loop_declaration_fails_with_too_few_inner_steps():
+    from blobench.gate.verify.battery_estimator import check_outer
+
+    inst, p = _inst("quadratic")
+    c = check_outer("fo", harness.estimator("fo"), p, inst, theory.Converges(200, "misdeclared: fo is biased"))
+    assert c.verdict == FAIL, c.measured
