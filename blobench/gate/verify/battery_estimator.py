@@ -7,7 +7,8 @@ Rules and tolerances (docs/verify.md has the table):
   (ParameterError / NotImplementedError / PluginError naming it) makes every row "n/a" with its message.
 - ``consistency`` (each Rate / BiasFloor budget, deterministic problem-based problems): the relative error
   ||E est - grad Phi|| / ||grad Phi|| over a sweep of the budget. Rate: the error at the largest budget is
-  <= 1e-6 (it goes to 0). BiasFloor: the error settles (the last two budgets within 10 % of each other).
+  <= 1e-6 (it goes to 0; where the sweep is capped at 400 first, e.g. kappa 100, the error falls by at least
+  10 rate^(b_last - b_first)). BiasFloor: the error settles (the last two budgets within 10 % of each other).
   Every other declared budget is held where its own declared rate has reached 1e-14.
 - ``rate`` (each Rate): the geometric rate fitted on the tail of the sweep (the last half of the budgets whose
   error is above 1e-9, at least 4; with a budget^p prefactor where declared ``poly``) and its 95 % interval;
@@ -34,8 +35,10 @@ Rules and tolerances (docs/verify.md has the table):
 - ``stateful`` (estimators returning a state): three chained steps keep the state's keys, shapes and dtypes,
   and state=None again reproduces the first estimate bit for bit.
 - ``outer_loop`` (Converges): x <- x - lr estimate with lr = 1 / L_Phi (L_Phi from the Jacobian of grad Phi)
-  reaches ||grad Phi(x_T)|| <= tol ||grad Phi(x_0)|| within the declared steps on the strongly convex quadratic.
-- ``memory`` (MemoryO1): peak tensor bytes of one estimate at 4b is at most 1.5x that at b (+ 4 KiB).
+  reaches ||grad Phi(x_T)|| <= tol ||grad Phi(x_0)|| within the declared steps, on the first of the strongly
+  convex instances ``quadratic`` / ``kappa-hard`` in the selection.
+- ``memory`` (MemoryO1; deterministic problem-based instances): peak tensor bytes of one estimate at budget 40 is
+  at most 1.5x that at 10 (+ 256 B).
 - ``float32``: the problem cast to float32 gives float32 estimates within 1e-3 (relative) of float64.
 - ``cuda``: on CUDA where present, estimates agree with the CPU to 1e-6 (relative); "n/a" without a GPU
   unless BLOBENCH_REQUIRE_GPU=1, which makes it a failure.
@@ -52,6 +55,8 @@ from blobench.core import theory as th
 from blobench.gate.verify.common import ERROR, FAIL, NA, PASS, Check, Instance, Size, cast_problem, same_digest, state_digest
 
 CONSIST_RTOL = 1e-6
+BUDGET_CAP, CAP_SLACK = 400, 10.0  # the longest sweep; the slack on the predicted decrease when it is reached
+OUTER_INSTANCES = ("quadratic", "kappa-hard")  # the strongly convex instances Converges declarations are run on
 FIT_FLOOR = 1e-9  # relative errors below this carry float64 round-off of the truth and are left out of rate fits
 RATE_RTOL = 1e-4  # a fitted rate may exceed its bound by this (relative) before its interval counts as above it
 FLOOR_SETTLE = 0.10
@@ -144,7 +149,7 @@ def _sweep(est, problem, budget: str, values: list[int], held: dict, samples: in
 def _budget_values(rate: float | None) -> list[int]:
     if rate is None or rate <= 0:
         return [1, 2, 4, 8, 16, 32, 64]
-    top = int(min(400, max(8, math.ceil(math.log(1e-11) / math.log(rate)))))
+    top = int(min(BUDGET_CAP, max(8, math.ceil(math.log(1e-11) / math.log(rate)))))
     return sorted({1, 2, 3, 4} | {max(1, round(top * k / 8)) for k in range(1, 9)})
 
 
@@ -163,9 +168,17 @@ def check_rate(subject, est, problem, inst, decl: th.Rate) -> list[Check]:
         return [_row(subject, f"rate[{decl.budget}]", inst, NA, measured="declaration does not apply (constants or parameters)", source=src)]
     values = _budget_values(bound[0])
     errs = _sweep(est, problem, decl.budget, values, _held(est, problem, decl.budget))
-    cons = _row(subject, f"consistency[{decl.budget}]", inst, PASS if errs[-1] <= CONSIST_RTOL else FAIL,
+    if values[-1] >= BUDGET_CAP and errs[-1] > CONSIST_RTOL:
+        # a slow rate (kappa 100: 1 - 1/100) needs more than BUDGET_CAP steps to reach 1e-6: require instead the decrease
+        # the declared rate predicts over the sweep, within a factor CAP_SLACK for the bound's constant
+        want = CAP_SLACK * bound[0] ** (values[-1] - values[0])
+        ok_c = errs[-1] <= want * errs[0]
+        exp_c = f"/ first <= {want:.2e} (budget capped at {BUDGET_CAP})"
+    else:
+        ok_c, exp_c = errs[-1] <= CONSIST_RTOL, f"-> 0 (<= {CONSIST_RTOL:g})"
+    cons = _row(subject, f"consistency[{decl.budget}]", inst, PASS if ok_c else FAIL,
                 measured=f"rel. error {errs[0]:.2e} -> {errs[-1]:.2e} ({decl.budget} {values[0]} -> {values[-1]})",
-                expected=f"-> 0 (<= {CONSIST_RTOL:g})", source=src, value=errs[-1])
+                expected=exp_c, source=src, value=errs[-1])
     # the bound C rate^budget is asymptotic (its constant C absorbs the transient of the first budgets): fit the tail,
     # the last half of the budgets whose error is above the float floor (at least 4 of them)
     pts = [(b, e) for b, e in zip(values, errs) if e > FIT_FLOOR]
@@ -393,8 +406,8 @@ def _lipschitz_phi(problem) -> float:
 def check_outer(subject, est, problem, inst, decl: th.Converges) -> Check:
     from blobench.measure.outer import outer_loop
 
-    if problem.target.kind != "argmin" or problem.stochastic or not problem.stationary_points():
-        return _row(subject, "outer_loop", inst, NA, measured="needs a deterministic problem with a known stationary point",
+    if inst.label not in OUTER_INSTANCES or problem.stochastic or not problem.stationary_points():
+        return _row(subject, "outer_loop", inst, NA, measured=f"run on the strongly convex {' / '.join(OUTER_INSTANCES)}",
                     source=decl.source)
     e = _with(est, **{k: v for k, v in decl.params.items() if k in est.params})
     lr = 1.0 / _lipschitz_phi(problem)
@@ -411,6 +424,8 @@ def check_memory(subject, est, problem, inst, decl: th.MemoryO1) -> Check:
 
     if decl.budget not in est.params:
         return _row(subject, "memory", inst, FAIL, measured=f"{decl.budget!r} is not a parameter", source=decl.source)
+    if problem.stochastic or problem.target.kind != "argmin":
+        return _row(subject, "memory", inst, NA, measured="measured on deterministic problem-based instances", source=decl.source)
     x = problem.x0()
     peaks = []
     for b in (10, 40):
