@@ -266,3 +266,23 @@ def test_outer_loop_declaration_fails_with_too_few_inner_steps():
     inst, p = _inst("quadratic")
     c = check_outer("fo", harness.estimator("fo"), p, inst, theory.Converges(200, "misdeclared: fo is biased"))
     assert c.verdict == FAIL, c.measured
+
+
+def test_report_shows_the_conformance_matrix_of_its_run(tmp_path):
+    """The reference report's conformance section: <run>/conformance.json (from verify --all --matrix) -> report.md."""
+    import importlib.util
+
+    from blobench.gate.verify import card
+    from blobench.report import write_report
+
+    spec = importlib.util.spec_from_file_location("t_report", os.path.join(os.path.dirname(__file__), "test_report.py"))
+    tr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tr)
+    run = tr.make_run(tmp_path / "runs", {"bias_variance"})
+    rows = verify(["exact"], problems=["kappa-hard"]).rows
+    rows[1].verdict, rows[1].measured = FAIL, "planted failure for the section"
+    (run / "conformance.json").write_text(card.to_json(rows, 1.0))
+    md = write_report(run, tmp_path / "reports").read_text()
+    assert "Conformance matrix (blobench verify)" in md and "planted failure for the section" in md and "UNEXPLAINED" in md
+    (run / "conformance.json").unlink()
+    assert "Conformance matrix" not in write_report(run, tmp_path / "reports2").read_text()
