@@ -163,8 +163,8 @@ def test_oracle_probe_sees_work_the_oracles_do_not_count():
 # -- builtins: the fast subset of the conformance matrix ------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["exact", "itd", "aid-cg"])
-def test_builtin_passes_verify_on_the_quadratic(name):
-    res = verify([name], problems=["quadratic"])
+def test_builtin_passes_verify_on_kappa_hard(name):
+    res = verify([name], problems=["kappa-hard"])
     assert res.ok, [(r.prop, r.measured) for r in res.rows if r.failed]
 
 
