@@ -1,4 +1,4 @@
-"""The ``blobench`` command line: list | describe | estimate | run | report | check.
+"""The ``blobench`` command line: list | describe | estimate | run | report | check | verify.
 
 Every user error (unknown name, bad parameter, malformed matrix, plugin contract
 violation) prints one line ``blobench: error: ...`` and exits with code 2. A run whose
@@ -187,6 +187,74 @@ def claims_table(results) -> str:
     return _md_table(pd.DataFrame([r.row() for r in results], columns=cols))
 
 
+def cmd_verify(a) -> int:
+    """The conformance battery (blobench.gate.verify): card on stdout (or JSON with --json), exit 1 on any failure."""
+    from blobench.core.registry import _plugin_files, load_plugin_file
+    from blobench.gate.verify import verify
+    from blobench.gate.verify import card
+
+    for f in a.verify_plugin:
+        load_plugin_file(f)
+    names = list(a.names)
+    if a.all or a.matrix:
+        from blobench.gate.verify.conformance import matrix_document, run_matrix
+
+        if names:
+            raise BlobenchError("verify --all / --matrix run every registered name; give no names")
+        rows, secs = run_matrix(size=a.size, progress=lambda n, t: print(f"  {n}: {t:.1f} s", file=sys.stderr))
+        doc = matrix_document(rows, secs, a.size, command=f"blobench verify --all --matrix {a.matrix or 'FILE'}")
+        if a.matrix:
+            d = os.path.dirname(os.path.abspath(a.matrix))
+            os.makedirs(d, exist_ok=True)
+            with open(a.matrix, "w") as fh:
+                fh.write(doc)
+            from blobench.gate.verify import card
+
+            jpath = os.path.splitext(a.matrix)[0] + ".json"  # the rows, for the report's conformance section
+            with open(jpath, "w") as fh:
+                fh.write(card.to_json(rows, sum(secs.values()), a.size))
+            print(f"wrote {a.matrix} and {jpath}", file=sys.stderr)
+        else:
+            print(doc)
+        from blobench.gate.verify.conformance import reason
+
+        return 1 if any(r.failed and not reason(r.subject, r.prop) for r in rows) else 0
+    if not names:
+        files = {os.path.abspath(f) for f in (a.verify_plugin or []) + (a.plugin or [])}
+        names = [k.split(":", 1)[1] for k, f in _plugin_files.items()
+                 if k.split(":", 1)[0] in ("estimator", "problem") and os.path.abspath(f) in files]
+        if not names:
+            raise BlobenchError("verify: name an estimator or a problem, or give --plugin FILE registering one")
+    problems = [p.strip() for p in a.problems.split(",") if p.strip()] if a.problems else None
+    if problems:
+        from blobench.core import api
+
+        for p in problems:
+            from blobench.gate.verify.common import CI_INSTANCES, FULL_INSTANCES
+
+            if p not in api.problems() and p not in {i.label for i in FULL_INSTANCES + CI_INSTANCES}:
+                raise BlobenchError(f"verify: unknown problem {p!r} in --problems (see `blobench list problems`)")
+
+    def progress(name, label, rows):
+        bad = sum(r.failed for r in rows)
+        print(f"  {name} on {label}: {len(rows)} checks, {bad} failed", file=sys.stderr)
+
+    res = verify(names, size=a.size, problems=problems, progress=None if a.json else progress)
+    if a.json:
+        print(card.to_json(res.rows, res.seconds, a.size))
+    else:
+        print(card.card_text(res.rows, res.seconds))
+    if a.junit:
+        d = os.path.dirname(os.path.abspath(a.junit))
+        os.makedirs(d, exist_ok=True)
+        with open(a.junit, "w") as fh:
+            fh.write(card.to_junit(res.rows, res.seconds))
+    if a.out:
+        for p in card.write_all(res.rows, a.out, res.seconds, a.size):
+            print(f"wrote {p}", file=sys.stderr)
+    return 0 if res.ok else 1
+
+
 def cmd_check(a) -> int:
     from blobench import harness
     from blobench.core.registry import CLAIMS
@@ -314,6 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "score (caught/tried); the named claims restrict it to mutations they should catch")
     _add_data_dir(s)
     s.set_defaults(fn=cmd_check)
+    s = sub.add_parser("verify", help="conformance battery for estimators and problems (exit 1 on any failure)")
+    s.add_argument("names", nargs="*", help="estimator or problem names (default: what --plugin files register)")
+    s.add_argument("--plugin", dest="verify_plugin", action="append", default=[],
+                   help="import a plugin module from this file first (repeatable)")
+    s.add_argument("--problems", help="comma-separated problems (or battery instance labels) for the estimator battery")
+    s.add_argument("--size", default="ci", choices=["ci", "full"], help="experiment size (default ci)")
+    s.add_argument("--json", action="store_true", help="print the rows as JSON instead of the card")
+    s.add_argument("--junit", metavar="FILE", help="also write JUnit XML (for CI systems) to FILE")
+    s.add_argument("--out", metavar="DIR", help="also write verify.md, verify.html and verify.json to DIR")
+    s.add_argument("--all", action="store_true", help="the conformance matrix: every registered estimator and problem "
+                                                      "(exit 1 on a failure without a recorded reason)")
+    s.add_argument("--matrix", metavar="FILE", help="with --all: write the conformance matrix (markdown) to FILE")
+    _add_data_dir(s)
+    s.set_defaults(fn=cmd_verify)
     from blobench.report.results import add_parsers
 
     add_parsers(sub)  # export, compare, runs; report --where (issue 16)

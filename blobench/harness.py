@@ -71,9 +71,17 @@ def check(names=None, size: str = "ci", errors: str = "raise"):
     return _check(names, size=size, errors=errors)
 
 
+def verify(names, size: str = "ci", problems=None):
+    """``blobench verify`` from Python: the conformance battery on estimators and/or problems (issue 22).
+    Returns a VerifyResult (``.ok``, ``.rows``, ``.failures()``); see docs/verify.md."""
+    from blobench.gate.verify import verify as _verify
+
+    return _verify(list(names), size=size, problems=problems)
+
+
 __all__ = [
     "BlobenchError", "Estimate", "EstimateBatch", "Estimator", "Oracles", "Param", "ParameterError", "PluginError",
     "Problem", "Target", "UnrolledProblem", "UnknownNameError", "check", "claims", "discover", "estimate", "estimator", "estimators",
     "load", "metrics", "problem", "problems", "register_claim", "register_estimator", "register_metric",
-    "register_problem", "run",
+    "register_problem", "run", "verify",
 ]

@@ -26,6 +26,7 @@ import torch
 
 import blobench.core.numerics
 from blobench import harness
+from blobench.core.theory import declared_rate
 from blobench.gate.claim_base import Claim, Verdict
 from blobench.core.estimator_base import batch_of
 from blobench.measure.metrics import RateFit, fit_loglinear, fit_rate, mean_test
@@ -163,7 +164,7 @@ class ITDRate(Claim):
         Ds = [10, 20, 30, 40, 50, 60, 70] if size == "ci" else list(range(10, 160, 10))
         x = _x(p)
         errs = [_err(p, "itd", x, inner_steps=D, inner_lr=used) for D in Ds]
-        pred = 1 - alpha * p.constants["mu"]
+        pred = declared_rate(p, harness.estimator("itd", inner_lr=alpha), "inner_steps")[0]  # itd's theory: 1 - alpha mu
         fit = fit_rate(Ds, errs, poly_prefactor=True, bound=pred)
         plain = fit_rate(Ds, errs, bound=pred)
         holds = abs(fit.rate - pred) <= self.TOL and not fit.rate_violation
@@ -219,7 +220,7 @@ class AIDCGBound(Claim):
         vstar = np.linalg.solve(A, b)
         anorm = lambda v: math.sqrt(max(float(v @ A @ v), 0.0))  # noqa: E731
         k = p.constants["kappa"]
-        r = (math.sqrt(k) - 1) / (math.sqrt(k) + 1)
+        r = declared_rate(p, harness.estimator("aid-cg"), "solver_steps")[0]  # aid-cg's theory: (sqrt(k)-1)/(sqrt(k)+1)
         cn = p.constants["cross_norm"]
         Ns = [1, 2, 4, 6, 8, 10, 12, 16, 20, 25, 30, 35] if size == "ci" else list(range(1, 60))
         errA, bndA, errs, bounds, opt_ratio = [], [], [], [], []
@@ -274,12 +275,13 @@ class NeumannBound(Claim):
         Qs = [0, 2, 5, 10, 20, 40, 60]
         name = "stocbio-code" if control else "aid-neumann"
         errs = [_err(p, name, x, inner_steps=D, solver_steps=Q, solver_lr=eta) for Q in Qs]
-        bounds = [cn * (1 - eta * mu) ** (Q + 1) * v0 / mu for Q in Qs]
+        q = declared_rate(p, harness.estimator("aid-neumann", solver_lr=eta), "solver_steps")[0]  # its theory: 1 - eta mu
+        bounds = [cn * q ** (Q + 1) * v0 / mu for Q in Qs]
         ok = all(e <= bd * (1 + 1e-9) + 1e-12 for e, bd in zip(errs, bounds))
         worst = max(e / bd for e, bd in zip(errs, bounds))
-        fit = fit_rate(Qs, errs, bound=1 - eta * mu)
+        fit = fit_rate(Qs, errs, bound=q)
         return Verdict(ok, f"max error/bound = {worst:.3g}; fitted rate {fit.text()}",
-                       f"error <= bound for all Q; rate 1 - eta mu = {1 - eta * mu:.4f}",
+                       f"error <= bound for all Q; rate 1 - eta mu = {q:.4f}",
                        {"Q": Qs, "errors": errs, "bounds": bounds}, [fit.columns("Neumann error rate")])
 
 

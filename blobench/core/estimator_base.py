@@ -36,6 +36,10 @@ class Estimator:
     #: False for estimators whose estimate cannot run under torch.func.vmap; harness.estimate
     #: then falls back to a per-draw loop (the subclass docstring must say why).
     vmappable: ClassVar[bool] = True
+    #: what the estimator's paper proves, as data (:mod:`blobench.core.theory`: Rate, BiasFloor, Unbiased,
+    #: VarianceScaling, CostFormula, MemoryO1, Converges); read by ``blobench verify``, ``error_vs_budget`` and
+    #: the report. Every registered class sets its own (an empty tuple declares nothing).
+    theory: ClassVar[tuple] = ()
 
     def __init__(self, **params: Any):
         self.p = validate(f"estimator {self.name!r}", self.params, params)

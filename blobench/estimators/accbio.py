@@ -21,7 +21,8 @@ Oracle accounting (tested): D grad_y g, N HV, 1 JV, 1 grad_x f, 1 grad_y f per e
 from __future__ import annotations
 
 from blobench import harness
-from blobench.estimators.aid import AIDBase, inner_momentum
+from blobench.core.theory import Rate, CostFormula, agd_rate, agd_solver_rate, AGD_SOURCE
+from blobench.estimators.aid import AIDBase, aid_cost, inner_momentum
 from blobench.core.estimator_base import SOLVER_LR, SOLVER_STEPS
 from blobench.core.numerics import agd
 from blobench.core.params import Param
@@ -31,6 +32,12 @@ from blobench.core.params import Param
 class AccBiO(AIDBase):
     """AccBiO (Ji & Liang 2023): AGD inner solver and AGD linear solver, both warm-started; use with the
     outer loop's momentum="nesterov" (the complexity metric does so by default)."""
+
+    theory = (
+        Rate("inner_steps", agd_rate, AGD_SOURCE, short="sqrt(1-sqrt(alpha*mu)), AGD"),
+        Rate("solver_steps", agd_solver_rate, AGD_SOURCE, short="sqrt(1-sqrt(eta*mu)), AGD"),
+        CostFormula(aid_cost, "Ji & Liang 2023 (AccBiO): D grad_y g, N HV, 1 JV, grad f (module docstring)"),
+    )
 
     outer_momentum = "nesterov"
     params = {**AIDBase.params,

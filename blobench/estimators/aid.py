@@ -24,6 +24,7 @@ Oracle accounting (tested): D grad_y g, N HV (N + 1 for warm-started CG: one ini
 from __future__ import annotations
 
 from blobench import harness
+from blobench.core.theory import Rate, CostFormula, MemoryO1, Converges, gd_rate, neumann_rate, cg_rate, GD_SOURCE, CG_SOURCE, NEUMANN_SOURCE
 from blobench.core.estimator_base import (BATCH_SIZE, INNER_LR, INNER_SOLVER, INNER_STEPS, SOLVER_LR, SOLVER_STEPS, batch_of,
                                     draw_batches, step_batches)
 from blobench.core.numerics import cg, fixed_point, inner_solve, neumann, strongly_convex_momentum
@@ -37,6 +38,12 @@ def inner_momentum(oracles, lr: float) -> float | None:
     schedule k/(k+3)) when the problem declares no mu. Unused by inner_solver="gd"."""
     mu = oracles.constants.get("mu")
     return None if mu is None else strongly_convex_momentum(lr, float(mu))
+
+
+def aid_cost(p) -> dict[str, int]:
+    """Oracle calls of one AID estimate from state=None: D grad_y g, N HV, 1 JV, 1 grad_x f, 1 grad_y f
+    (Ji, Yang & Liang 2021, Alg. 1; the module docstring's accounting)."""
+    return {"grad_y_g": int(p["inner_steps"]), "hvp": int(p["solver_steps"]), "jvp": 1, "grad_x_f": 1, "grad_y_f": 1}
 
 
 class AIDBase(harness.Estimator):
@@ -77,6 +84,14 @@ class AIDBase(harness.Estimator):
 class AIDCG(AIDBase):
     """AID-CG: inner_steps of GD, then solver_steps of conjugate gradient, then one cross product (Ji et al. 2021, Alg. 1)."""
 
+    theory = (
+        Rate("inner_steps", gd_rate, GD_SOURCE, short="1-alpha*mu, Ji+ 2021 Prop. 2"),
+        Rate("solver_steps", cg_rate, CG_SOURCE, short="CG bound, Nocedal-Wright eq. 5.36"),
+        CostFormula(aid_cost, "Ji, Yang & Liang 2021, Alg. 1 (AID-BiO): D grad_y g, N HV, 1 JV, grad f"),
+        MemoryO1("solver_steps", "CG keeps three vectors (Nocedal & Wright 2006, Alg. 5.2)"),
+        Converges(200, "Ji, Yang & Liang 2021, Th. 1 (AID-BiO)", params={"inner_steps": 60, "solver_steps": 20}),
+    )
+
     def solve(self, oracles, x, y, b, hess_batch, v0=None, matvec=None):
         return cg(matvec or oracles.hvp_operator(x, y, hess_batch), b, self.p["solver_steps"], v0)
 
@@ -84,6 +99,14 @@ class AIDCG(AIDBase):
 @harness.register_estimator("aid-neumann")
 class AIDNeumann(AIDBase):
     """AID-NS: truncated Neumann series eta sum_{i<=Q} (I - eta H)^i grad_y f, Q = solver_steps (Ji et al. 2021, eq. (3))."""
+
+    theory = (
+        Rate("inner_steps", gd_rate, GD_SOURCE, short="1-alpha*mu, Ji+ 2021 Prop. 2"),
+        Rate("solver_steps", neumann_rate, NEUMANN_SOURCE, short="1-eta*mu, Neumann"),
+        CostFormula(aid_cost, "Ji, Yang & Liang 2021, eq. (3) (AID-NS): N HV for the series eta sum_{i<=N}"),
+        MemoryO1("solver_steps", "the Neumann recursion keeps two vectors"),
+        Converges(200, "Ji, Yang & Liang 2021, Th. 1 (AID-BiO)", params={"inner_steps": 60, "solver_steps": 100}),
+    )
 
     params = {**AIDBase.params, "solver_lr": SOLVER_LR}
 
@@ -96,6 +119,14 @@ class AIDNeumann(AIDBase):
 @harness.register_estimator("aid-fp")
 class AIDFP(AIDBase):
     """AID-FP: fixed-point iteration v <- v - eta (H v - grad_y f), solver_steps times (Grazzi et al. 2020)."""
+
+    theory = (
+        Rate("inner_steps", gd_rate, GD_SOURCE, short="1-alpha*mu, Ji+ 2021 Prop. 2"),
+        Rate("solver_steps", neumann_rate, NEUMANN_SOURCE, short="1-eta*mu, Neumann"),
+        CostFormula(aid_cost, "Grazzi et al. 2020, FP: one HV per iteration"),
+        MemoryO1("solver_steps", "the fixed-point iteration keeps one vector"),
+        Converges(200, "Grazzi et al. 2020, Th. 2; Ji, Yang & Liang 2021, Th. 1", params={"inner_steps": 60, "solver_steps": 100}),
+    )
 
     params = {**AIDBase.params, "solver_lr": SOLVER_LR}
 

@@ -8,9 +8,16 @@ the reference every other estimator is compared with.
 from __future__ import annotations
 
 from blobench import harness
+from blobench.core.theory import Unbiased, CostFormula
 @harness.register_estimator("exact")
 class Exact(harness.Estimator):
     """Exact hypergradient from the problem's ground truth (zero bias, zero variance)."""
+
+    theory = (
+        Unbiased("the problem's own ground truth: grad Phi by the implicit function theorem (Ji, Yang & Liang 2021, "
+                 "eq. (2)) or the fully unrolled derivative"),
+        CostFormula(lambda p: {"exact": 1}, "one call of the problem's ground truth"),
+    )
 
     params = {}
 

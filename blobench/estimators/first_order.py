@@ -28,6 +28,7 @@ from typing import ClassVar
 import torch
 
 from blobench import harness
+from blobench.core.theory import BiasFloor
 from blobench.core.estimator_base import BATCH_SIZE, INNER_LR, INNER_STEPS, batch_of, draw_batches
 from blobench.core.numerics import per_step, shared
 from blobench.core.params import Param
@@ -43,6 +44,11 @@ def _steps_fn(oracles, noise, role):
 @harness.register_estimator("f2sa")
 class F2SA(harness.Estimator):
     """F2SA: penalty L_lambda = f + lambda (g(x, y) - g(x, z)), first-order steps on y and z, D_x = grad_x L_lambda (Kwon et al. 2023, Alg. 1)."""
+
+    theory = (
+        BiasFloor("inner_steps", "Kwon et al. 2023 (F2SA), Lemma 3.1: grad L*_lambda is O(1/lambda) from grad Phi",
+                  reason="a fixed penalty lambda leaves an O(1/lambda) bias"),
+    )
 
     params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "batch_size": BATCH_SIZE,
               "penalty": Param("float", default=10.0, low=0.0, low_open=True, doc="lambda_0: penalty multiplier"),

@@ -12,6 +12,7 @@ Oracle accounting (tested): D grad_y g, 1 grad_x f, 1 grad_y f.
 from __future__ import annotations
 
 from blobench import harness
+from blobench.core.theory import BiasFloor, CostFormula
 from blobench.core.estimator_base import BATCH_SIZE, INNER_LR, INNER_STEPS, batch_of, draw_batches, step_batches
 from blobench.core.numerics import inner_gd
 
@@ -19,6 +20,12 @@ from blobench.core.numerics import inner_gd
 @harness.register_estimator("fo")
 class FirstOrder(harness.Estimator):
     """First-order (FO-BLO / FOMAML): grad of f at y_D with all second-order terms dropped."""
+
+    theory = (
+        BiasFloor("inner_steps", "Likhosherstov et al. 2021, Sec. 2 (FOM); Ji, Yang & Liang 2021, Sec. 1",
+                  reason="drops the implicit term -grad2_xy g [grad2_yy g]^-1 grad_y f, which inner steps do not restore"),
+        CostFormula(lambda p: {"grad_y_g": p["inner_steps"], "grad_x_f": 1, "grad_y_f": 1}, "D grad_y g, 1 grad_x f, 1 grad_y f"),
+    )
 
     params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "batch_size": BATCH_SIZE}
 

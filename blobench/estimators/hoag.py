@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from blobench import harness
+from blobench.core.theory import Converges
 from blobench.core.estimator_base import INNER_LR
 from blobench.core.numerics import cg
 from blobench.core.params import Param
@@ -36,6 +37,10 @@ from blobench.core.params import Param
 @harness.register_estimator("hoag")
 class HOAG(harness.Estimator):
     """HOAG: inner solve and CG to a decreasing tolerance eps_k, both warm-started (Pedregosa 2016, Alg. 1)."""
+
+    theory = (
+        Converges(60, "Pedregosa 2016, Th. 1 (summable tolerances reach a stationary point)"),
+    )
 
     vmappable = False  # tolerance-driven loops (see the module docstring)
     params = {"inner_lr": INNER_LR,
@@ -47,6 +52,11 @@ class HOAG(harness.Estimator):
               "max_solver": Param("int", default=1000, low=1, doc="cap on CG matvecs per outer iteration")}
 
     def estimate(self, oracles, x, noise, state=None):
+        if oracles.target.kind != "argmin":  # full-batch oracles need a population g (found by blobench verify: a TypeError before)
+            from blobench.core.errors import ParameterError
+
+            raise ParameterError(f"estimator 'hoag' needs a problem-based (argmin) target; {oracles.problem.name!r} is "
+                                 "algorithm-based (its oracles need a task)")
         k = 0 if state is None else int(state["k"])
         eps = max(float(self.p["tol"]) * float(self.p["tol_decay"]) ** k, float(self.p["tol_min"]))
         lr = self.inner_lr(oracles)

@@ -23,6 +23,7 @@ kept step; K = D for ``itd``, min(truncate, D) for ``itd-truncated``), 1 grad_x 
 from __future__ import annotations
 
 from blobench import harness
+from blobench.core.theory import Rate, BiasFloor, CostFormula, Converges, gd_rate, GD_SOURCE
 from blobench.core.estimator_base import BATCH_SIZE, INNER_LR, INNER_SOLVER, INNER_STEPS, batch_of, draw_batches, step_batches
 from blobench.core.numerics import inner_gd, inner_solve, strongly_convex_momentum, unroll_backward, unroll_backward_agd
 from blobench.core.params import Param
@@ -33,6 +34,13 @@ WARM_START = Param("bool", default=False, doc="carry y (and v for AID) across ou
 @harness.register_estimator("itd")
 class ITD(harness.Estimator):
     """ITD: reverse-mode differentiation through inner_steps of gradient descent (Ji et al. 2021, Alg. 1)."""
+
+    theory = (
+        Rate("inner_steps", gd_rate, GD_SOURCE, short="1-alpha*mu, Ji+ 2021 Prop. 2", poly=True),
+        CostFormula(lambda p: {"grad_y_g": p["inner_steps"], "hvp": p["inner_steps"], "jvp": p["inner_steps"], "grad_x_f": 1,
+                               "grad_y_f": 1}, "Ji, Yang & Liang 2021, Alg. 1 (ITD-BiO): D steps forward, D HV + D JV backward"),
+        Converges(200, "Ji, Yang & Liang 2021, Th. 2 (ITD-BiO reaches an eps-stationary point)", params={"inner_steps": 60}),
+    )
 
     params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "batch_size": BATCH_SIZE, "warm_start": WARM_START,
               "inner_solver": INNER_SOLVER}
@@ -70,6 +78,14 @@ class ITD(harness.Estimator):
 @harness.register_estimator("itd-truncated")
 class ITDTruncated(ITD):
     """Truncated ITD: backpropagate through the last `truncate` of inner_steps (Shaban et al. 2019; Ji et al. 2021 Sec. 3)."""
+
+    theory = (
+        BiasFloor("inner_steps", "Shaban et al. 2019, Prop. 3.1 (truncated back-propagation)",
+                  reason="with truncate fixed the bias decays in the kept steps only, not in inner_steps"),
+        CostFormula(lambda p: {"grad_y_g": p["inner_steps"], "hvp": min(p["truncate"], p["inner_steps"]),
+                               "jvp": min(p["truncate"], p["inner_steps"]), "grad_x_f": 1, "grad_y_f": 1},
+                    "Shaban et al. 2019: K = min(truncate, D) backward steps"),
+    )
 
     params = {**ITD.params, "truncate": Param("int", default=1, low=0, doc="steps kept by truncated backpropagation")}
 

@@ -138,6 +138,8 @@ def _default_period(oracles, b: int, per_step: int) -> int:
 class SRBA(harness.Estimator):
     """SRBA: SOBA's directions with SARAH recursive estimates, reset by a full pass every q steps (Dagreou et al. 2024)."""
 
+    theory = ()
+
     params = {"inner_lr": INNER_LR, "solver_lr": SOLVER_LR, "batch_size": BATCH_SIZE, "period": PERIOD}
     #: d_t = d_{t-1} + h(z_t) - h(z_{t-1}) (False only in the claim's control / mutations: d_t = h(z_t), fresh minibatch)
     recursive_correction: ClassVar[bool] = True
@@ -200,6 +202,8 @@ class SRBA(harness.Estimator):
 class VRBO(harness.Estimator):
     """VRBO: SPIDER estimates of grad_y g and of stocBiO's hypergradient, large batch every q steps, D recursive
     inner steps on y per outer iteration (Yang, Ji, Liang 2021, Alg. 2)."""
+
+    theory = ()
 
     params = {"inner_steps": Param("int", default=3, low=1, doc="D: recursive inner steps on y per outer iteration"),
               "inner_lr": INNER_LR, "solver_steps": SOLVER_STEPS, "solver_lr": SOLVER_LR, "batch_size": BATCH_SIZE,

@@ -24,6 +24,7 @@ from typing import ClassVar
 import torch
 
 from blobench import harness
+from blobench.core.theory import Rate, BiasFloor, CostFormula, gd_rate, neumann_rate, GD_SOURCE, NEUMANN_SOURCE
 from blobench.core.estimator_base import BATCH_SIZE, INNER_LR, SOLVER_LR, batch_of, draw_batches
 from blobench.core.params import Param
 
@@ -59,6 +60,11 @@ class SingleLoopBase(harness.Estimator):
 class SOBA(SingleLoopBase):
     """SOBA: one joint step on y (inner SGD), v (linear system SGD) and x per iteration (Dagreou et al. 2022, Alg. 1, eqs. 4-6)."""
 
+    theory = (
+        CostFormula(lambda p: {"grad_x_f": 1, "grad_y_f": 1, "grad_y_g": 1, "hvp": 1, "jvp": 1},
+                    "Dagreou et al. 2022, Alg. 1, eqs. (4)-(6): one of each per step"),
+    )
+
     def estimate(self, oracles, x, noise, state=None):
         y, v, t = single_loop_state(oracles, x, state)
         b = batch_of(noise, "sample")
@@ -87,6 +93,11 @@ class TTSA(BSA):
     Oracle accounting (tested): inner_steps grad_y g, 1 grad_x f, 1 grad_y f, 1 JV, p HV (reported per draw).
     """
 
+    theory = (
+        BiasFloor("inner_steps", "Hong, Wai, Wang & Yang 2023 (TTSA), Th. 1: constant steps leave an O(step) floor",
+                  reason="one warm-started SGD step per call: from state=None the inner error does not vanish"),
+    )
+
     params = {**BSA.params, "inner_steps": Param("int", default=1, low=1, doc="SGD steps on y per outer iteration"),
               "decay": DECAY}
     #: y warm-started from the previous iteration's (False only in the negative control of ``ttsa-stationarity-rate``:
@@ -106,7 +117,7 @@ class TTSA(BSA):
 
 
 # -- amortized implicit differentiation -------------------------------------------------------------------------
-from blobench.estimators.aid import AIDFP  # noqa: E402
+from blobench.estimators.aid import AIDFP, aid_cost  # noqa: E402
 from blobench.core.numerics import fixed_point  # noqa: E402
 
 
@@ -120,6 +131,12 @@ class AmIGO(AIDFP):
     ``Estimate.state``. On a deterministic problem it is ``aid-fp`` with warm starts. Oracle accounting (tested):
     inner_steps grad_y g, solver_steps HV, 1 JV, 1 grad_x f, 1 grad_y f.
     """
+
+    theory = (
+        Rate("inner_steps", gd_rate, GD_SOURCE, short="1-alpha*mu, Ji+ 2021 Prop. 2"),
+        Rate("solver_steps", neumann_rate, NEUMANN_SOURCE, short="1-eta*mu, Neumann"),
+        CostFormula(aid_cost, "Arbel & Mairal 2022, Alg. 1 (AmIGO): warm-started SGD on y and on the linear system"),
+    )
 
     params = {**AIDFP.params, "warm_start": Param("bool", default=True, doc="carry y and v across outer iterations (amortisation)")}
 

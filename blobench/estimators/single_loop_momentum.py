@@ -62,6 +62,7 @@ from typing import ClassVar
 import torch
 
 from blobench import harness
+from blobench.core.theory import CostFormula
 from blobench.estimators.single_loop import DECAY, SingleLoopBase, single_loop_state
 from blobench.estimators.stocbio import BSA, StocBiO
 from blobench.core.estimator_base import BATCH_SIZE, INNER_LR, SOLVER_LR, SOLVER_STEPS, batch_of, draw_batches
@@ -84,6 +85,11 @@ def storm(new: torch.Tensor, prev_dir: torch.Tensor, old: torch.Tensor, eta: tor
 @harness.register_estimator("fsla")
 class FSLA(SingleLoopBase):
     """FSLA: SOBA-type (y, v) steps and a STORM-momentum hypergradient direction (Li, Gu, Huang 2022, Alg. 1)."""
+
+    theory = (
+        CostFormula(lambda p: {"grad_y_g": 1, "grad_y_f": 1, "hvp": 1, "grad_x_f": 1, "jvp": 1},
+                    "Li, Gu & Huang 2022, Alg. 1: first call (no state) 1 grad_x f + 1 JV"),
+    )
 
     params = {**SingleLoopBase.params, "momentum": MOMENTUM, "momentum_decay": MOMENTUM_DECAY}
 
@@ -155,6 +161,8 @@ class SUSTAIN(DoubleMomentum, BSA):
     2p HV per call (p reported per draw), half of each on the first call.
     """
 
+    theory = ()
+
     params = {"inner_lr": INNER_LR, "solver_steps": BSA.params["solver_steps"], "solver_lr": SOLVER_LR,
               "batch_size": BATCH_SIZE, "decay": DECAY, "momentum": MOMENTUM, "momentum_decay": MOMENTUM_DECAY}
 
@@ -190,6 +198,8 @@ class MRBO(DoubleMomentum, StocBiO):
     module docstring for the deviations). Oracle accounting (tested): 2 grad_y g, 2 grad_x f, 2 grad_y f, 2 JV, 2Q HV
     per call; the first call (no state) half of each.
     """
+
+    theory = ()
 
     params = {"inner_lr": INNER_LR, "solver_steps": SOLVER_STEPS, "solver_lr": SOLVER_LR, "batch_size": BATCH_SIZE,
               "decay": Param("float", default=1 / 3, low=0.0, doc="lambda eta_t = inner_lr (t + 1)^-decay (Theorem 1: 1/3)"),

@@ -31,6 +31,8 @@ from __future__ import annotations
 import torch
 
 from blobench import harness
+from blobench.estimators.aid import aid_cost
+from blobench.core.theory import Rate, BiasFloor, CostFormula, gd_rate, neumann_rate, GD_SOURCE
 from blobench.core.errors import ParameterError
 from blobench.core.estimator_base import (BATCH_SIZE, INNER_LR, INNER_STEPS, SOLVER_LR, SOLVER_STEPS, batch_of, draw_batches,
                                     step_batches)
@@ -83,6 +85,13 @@ class StocBase(harness.Estimator):
 class StocBiO(StocBase):
     """stocBiO: SGD inner loop, Neumann series with Q independent Hessian batches (Ji et al. 2021, Alg. 2-3)."""
 
+    theory = (
+        Rate("inner_steps", gd_rate, GD_SOURCE, short="1-alpha*mu, Ji+ 2021 Prop. 2"),
+        Rate("solver_steps", neumann_rate, "Ji, Yang & Liang 2021, Alg. 3 / Lemma 6: truncated Neumann series, 1 - eta*mu",
+             short="1-eta*mu, Neumann"),
+        CostFormula(aid_cost, "Ji, Yang & Liang 2021, Alg. 2-3 (stocBiO): D grad_y g, Q HV, 1 JV, grad f"),
+    )
+
     def solve(self, oracles, x, y, v0, noise):
         hb = _hess_batches(oracles, noise, per=True)
         v = neumann(None, v0, self.p["solver_steps"], self.solver_lr(oracles),
@@ -93,6 +102,12 @@ class StocBiO(StocBase):
 @harness.register_estimator("stocbio-code")
 class StocBiOCode(StocBase):
     """stocBiO as in the authors' public code: one Hessian batch reused, v = eta p_Q + sum_{i=1}^Q p_i (not a Neumann series)."""
+
+    theory = (
+        BiasFloor("solver_steps", "github JunjieYang97/stocBiO, function stocbio (module docstring)",
+                  reason="the code's series tends to H^-1 v0 / eta - v0, not H^-1 v0"),
+        CostFormula(aid_cost, "authors' code: Q HV with one Hessian batch"),
+    )
 
     def hess_batches(self) -> int:
         return 0
@@ -111,6 +126,8 @@ class StocBiOCode(StocBase):
 @harness.register_estimator("bsa")
 class BSA(StocBase):
     """BSA: random truncation p ~ U{0..Q-1}, v = Q eta prod_{j<=p} (I - eta H_j) v_0 (Ghadimi & Wang 2018)."""
+
+    theory = ()  # a random truncation p per draw: no per-draw rate to fit; its claims (ji2021) cover it in expectation
 
     params = {**StocBase.params, "solver_steps": Param("int", default=10, low=1, doc="Q: the truncation p is uniform on {0..Q-1}")}
 

@@ -58,6 +58,7 @@ from __future__ import annotations
 import torch
 
 from blobench import harness
+from blobench.core.theory import Unbiased
 from blobench.core.estimator_base import INNER_LR, INNER_STEPS, batch_of, draw_batches, step_batches
 from blobench.core.numerics import inner_gd, unroll_backward
 from blobench.core.params import Param
@@ -101,15 +102,30 @@ MEMORY = Param("str", default="stored", choices=("stored", "constant"),
 class MAML(harness.Estimator):
     """MAML: the exact unrolled meta-gradient prod (I - alpha H_j) grad L(phi_r) (Finn et al. 2017; UFO-BLO eq. (3))."""
 
+    theory = (
+        Unbiased("Finn et al. 2017: the exact meta-gradient of each task, so E_task = grad Phi_r", target="unrolled"),
+    )
+
     params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "memory": MEMORY}
 
     def draw(self, problem, generator, n):
+        _tasks_only(self, problem)
         return draw_batches(problem, generator, n, {"task": 0})
 
     def estimate(self, oracles, x, noise, state=None):
         stored = self.p["memory"] == "stored"
         _, gx, gy, traj = _forward(self, oracles, x, noise, stored)
         return harness.Estimate(_exact(self, oracles, x, noise, gx, gy, traj, stored))
+
+
+def _tasks_only(est, problem) -> None:
+    """A draw of MAML / UFO is one task: a stochastic problem-based problem (minibatches per step) is refused with
+    one line (it used to fail with an IndexError deep in the inner loop; found by ``blobench verify``)."""
+    if problem.stochastic and problem.target.kind != "unrolled":
+        from blobench.core.errors import ParameterError
+
+        raise ParameterError(f"estimator {est.name!r}: a stochastic problem must be algorithm-based (a draw is one task); "
+                             f"{problem.name!r} draws per-step minibatches")
 
 
 def _q_check(v):
@@ -153,6 +169,11 @@ def product_q(state: dict[str, torch.Tensor], r: int, constant_memory: bool, q_f
 class UFO(harness.Estimator):
     """UFO-BLO: g_FO + (xi/q)(g - g_FO), xi ~ Bernoulli(q): unbiased at expected cost O(r + q r^2) (Likhosherstov et al. 2021, Alg. 1)."""
 
+    theory = (
+        Unbiased("Likhosherstov et al. 2021 (UFO-BLO), Th. 1: g_FO + (xi/q)(g - g_FO) is unbiased for grad Phi_r",
+                 target="unrolled"),
+    )
+
     params = {
         "inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "memory": MEMORY,
         "q": Param(("float", "str"), default=0.1, check=_q_check,
@@ -164,6 +185,7 @@ class UFO(harness.Estimator):
     }
 
     def draw(self, problem, generator, n):
+        _tasks_only(self, problem)
         out = draw_batches(problem, generator, n, {"task": 0})
         out["ufo/u"] = torch.rand((n,), generator=generator, dtype=torch.float64)
         return out

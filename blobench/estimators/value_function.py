@@ -46,6 +46,7 @@ from typing import ClassVar
 import torch
 
 from blobench import harness
+from blobench.core.theory import BiasFloor
 from blobench.core.estimator_base import BATCH_SIZE, INNER_LR, INNER_SOLVER, INNER_STEPS, batch_of, draw_batches
 from blobench.core.numerics import inner_gd, inner_solve, strongly_convex_momentum
 from blobench.core.params import Param
@@ -58,6 +59,11 @@ PENALTY = F2SA.params["penalty"]
 @harness.register_estimator("bome")
 class BOME(harness.Estimator):
     """BOME: value-function constraint g(x, y) - g(x, y_T(x)), dynamic-barrier combination of grad f and grad q (Liu et al. 2022, Alg. 1)."""
+
+    theory = (
+        BiasFloor("inner_steps", "Liu et al. 2022 (BOME), Th. 1: with a constant step the iterates settle in an O(xi) neighbourhood",
+                  reason="the estimate is the x-block of the barrier direction, not grad Phi"),
+    )
 
     params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "batch_size": BATCH_SIZE,
               "eta": Param("float", default=0.5, low=0.0, low_open=True, doc="eta: the barrier's phi = eta ||grad q||^2 (or eta q)"),
@@ -109,6 +115,11 @@ class _Penalized:
 @harness.register_estimator("f2ba")
 class F2BA(harness.Estimator):
     """F2BA: fixed penalty lambda, warm-started first-order loops on g and on f + lambda g, grad_x f(x, z) + lambda (grad_x g(x, z) - grad_x g(x, y)) (Chen, Ma, Zhang 2023, Alg. 1)."""
+
+    theory = (
+        BiasFloor("inner_steps", "Chen, Ma & Zhang 2023 (F2BA), Lemma 3.1: the penalty gradient is O(1/lambda) from grad Phi",
+                  reason="a fixed penalty lambda leaves an O(1/lambda) bias"),
+    )
 
     params = {"inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "batch_size": BATCH_SIZE, "penalty": PENALTY,
               "inner_solver": INNER_SOLVER}

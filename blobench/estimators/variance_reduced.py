@@ -50,6 +50,8 @@ def _saga(new: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, update: boo
 class SABA(SingleLoopBase):
     """SABA: SOBA with SAGA memories of every per-sample term; needs a finite-sum problem (Dagreou et al. 2022, Alg. 2)."""
 
+    theory = ()
+
     params = {"inner_lr": INNER_LR, "solver_lr": SOLVER_LR, "decay": DECAY}
     #: write the drawn sample's new terms into the memory (False only in the negative control / mutation)
     update_memory: ClassVar[bool] = True

@@ -35,6 +35,7 @@ import torch
 from torch.func import vmap
 
 from blobench import harness
+from blobench.core.theory import BiasFloor
 from blobench.core.estimator_base import BATCH_SIZE, INNER_LR, INNER_STEPS, batch_of, draw_batches, step_batches
 from blobench.core.numerics import inner_gd
 from blobench.core.params import Param
@@ -72,6 +73,11 @@ class ZerothOrderBase(harness.Estimator):
 class ES(ZerothOrderBase):
     """Gaussian-smoothing (ES) hypergradient from 2Q values Phi_hat(x +- mu u) = f(x', y_K(x')) (Nesterov & Spokoiny 2017, central scheme)."""
 
+    theory = (
+        BiasFloor("inner_steps", "Nesterov & Spokoiny 2017, Th. 1: Gaussian smoothing bias O(radius)",
+                  reason="smoothing bias O(radius) and Monte-Carlo noise in the directions"),
+    )
+
     params = {**ZerothOrderBase.params,
               "common_batches": Param("bool", default=False, doc="both points of a pair share one outer minibatch")}
     #: divide by 2 mu (False only in the negative control: the wrong scale 1/mu)
@@ -106,6 +112,11 @@ class ES(ZerothOrderBase):
 @harness.register_estimator("pzobo")
 class PZOBO(ZerothOrderBase):
     """PZOBO: Jacobian of y_K by differences of inner trajectories at x + mu u_q, g = grad_x f + mean <delta_q, grad_y f> u_q (Sow, Ji, Liang 2022, Alg. 1)."""
+
+    theory = (
+        BiasFloor("inner_steps", "Sow, Ji & Liang 2022 (PZOBO), Prop. 1: O(radius) smoothing bias",
+                  reason="the Jacobian of y_K is estimated by differences with radius > 0"),
+    )
 
     params = {**ZerothOrderBase.params,
               "warm_start": Param("bool", default=True, doc="y_0 of step k is y_K of step k-1 (Sow et al. 2022, Alg. 1)")}

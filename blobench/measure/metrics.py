@@ -336,36 +336,12 @@ def fit_geometric_rate(budgets: list[float], errors: list[float], floor: float =
 
 
 def theoretical_rate(problem: Problem, estimator: Estimator, budget_param: str) -> tuple[float, str] | None:
-    """The textbook geometric rate bound of the hypergradient error in ``budget_param``, or None.
+    """The geometric rate bound of the hypergradient error in ``budget_param`` that the estimator DECLARES
+    (its ``theory`` attribute, :func:`blobench.core.theory.declared_rate`), with its source; None where it
+    declares none or the declaration does not apply (e.g. an unrolled target, a missing constant)."""
+    from blobench.core.theory import declared_rate
 
-    ``inner_steps`` (itd, aid-*, stocbio: inner GD with step alpha, default 1/L): max|1 - alpha*lambda| over
-    [mu, L], i.e. 1 - alpha mu for alpha <= 1/L (Ji, Yang & Liang 2021, Prop. 2 and Lemma 5).
-    ``solver_steps``: CG ``(sqrt(kappa)-1)/(sqrt(kappa)+1)`` (Nocedal & Wright 2006, eq. 5.36) for aid-cg;
-    Neumann / fixed point ``1 - eta mu`` for aid-neumann and aid-fp. ``fo`` and ``exact`` have none.
-    (blobench/report.py has the same rule written on matrix parameters; the two agree on the textbook cases.)
-    """
-    name = getattr(estimator, "name", "")
-    if name in ("fo", "exact") or problem.target.kind != "argmin":
-        return None
-    c = problem.constants
-    if "mu" not in c or "L" not in c:
-        return None
-    mu, L = float(c["mu"]), float(c["L"])
-    if not (mu > 0 and L >= mu):
-        return None
-    if budget_param == "inner_steps":
-        lr = estimator.p.get("inner_lr") or 1.0 / L
-        r = max(abs(1 - lr * mu), abs(1 - lr * L))
-        return (r, "1 - alpha*mu") if r < 1 else None
-    if budget_param == "solver_steps":
-        if name == "aid-cg":
-            k = L / mu
-            return (math.sqrt(k) - 1) / (math.sqrt(k) + 1), "CG (sqrt(k)-1)/(sqrt(k)+1)"
-        if name in ("aid-neumann", "aid-fp"):
-            eta = estimator.p.get("solver_lr") or 1.0 / L
-            r = max(abs(1 - eta * mu), abs(1 - eta * L))
-            return (r, "1 - eta*mu") if r < 1 else None
-    return None
+    return declared_rate(problem, estimator, budget_param)
 
 
 @register_metric("error_vs_budget")

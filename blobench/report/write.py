@@ -11,7 +11,7 @@ from blobench.report.page import Doc, md_table, render_html, render_markdown
 from blobench.report.results import apply_where, where_text
 
 # the section modules; importing one registers its sections (add new ones here)
-from blobench.report import (bias_variance, budget, claims, complexity, convergence, error_budget,  # noqa: F401
+from blobench.report import (bias_variance, budget, claims, complexity, conformance, convergence, error_budget,  # noqa: F401
                              generic, summary)
 
 from blobench.report.claims import claims_rows, fewshot_section, kappa_scaling_section, load_claims  # noqa: E402
