@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from xml.etree import ElementTree as ET
 
 import pytest
-import torch
 
 from blobench import harness
 from blobench.core import theory
