@@ -257,18 +257,16 @@ def cmd_data(a) -> int:
     from blobench.core.data import data_dir
     from blobench.engine import datasets as ds
 
-    if a.data_folder:
-        os.environ["BLOBENCH_DATA"] = os.path.abspath(os.path.expanduser(a.data_folder))
-    folder = data_dir()
+    folder = Path(os.path.abspath(os.path.expanduser(a.data_folder))) if a.data_folder else data_dir()
     names = a.names or list(ds.DATASETS)
     unknown = [n for n in names if n not in ds.DATASETS]
     if unknown:
         raise BlobenchError(f"unknown data set(s) {', '.join(map(repr, unknown))}; known: {', '.join(ds.DATASETS)}")
     if a.action == "fetch":
         print(f"data folder: {folder.resolve()}")
-        out = ds.fetch(names, Path(folder))
+        out = ds.fetch(names, folder)
         return 1 if any(v.startswith("FAILED") for v in out.values()) else 0
-    rows = [r for r in ds.listing(Path(folder)) if r["name"] in names]
+    rows = [r for r in ds.listing(folder) if r["name"] in names]
     if a.action == "list":
         print(f"data folder: {folder.resolve()} (BLOBENCH_DATA or --data-dir; `blobench data fetch` fills it)")
         for r in rows:
