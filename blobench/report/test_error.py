@@ -111,6 +111,11 @@ def render(ctx: Context, doc: Doc) -> None:
         doc.h(3, pl, anchor=f"test-error-{n}")
         xs = [("seconds_elapsed", "wall-clock time (s, solver only)"), ("calls_total", "oracle calls (cumulative)")]
         nseeds = int(cp["seed"].nunique())
+        # legend: the estimator's name, with its parameters only where one estimator has several configurations
+        cfgs = cp.drop_duplicates("estimator_label").groupby("estimator")["estimator_label"].nunique()
+        short = {lab: (est if cfgs[est] == 1 else lab)
+                 for est, lab in cp.drop_duplicates("estimator_label")[["estimator", "estimator_label"]].itertuples(
+                     index=False)}
         with style.themed():
             fig, axes = style.new_figure(1, len(xs), w=4.6, h=3.4, legend_rows=1)
             for ax, (xcol, xlab) in zip(axes.flat, xs):
@@ -120,7 +125,7 @@ def render(ctx: Context, doc: Doc) -> None:
                         continue
                     grid, med, lo, hi = median_band(curves)
                     color = ctx.color(g["estimator"].iloc[0])
-                    ax.plot(grid, 100 * med, color=color, label=est)
+                    ax.plot(grid, 100 * med, color=color, label=short[est])
                     if len(curves) > 1:
                         style.band(ax, grid, 100 * lo, 100 * hi, color)
                 ax.set_xscale("log")
