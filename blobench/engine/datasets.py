@@ -295,6 +295,10 @@ def fetch(names: list[str] | None = None, folder: Path | None = None, say: Calla
             f"({', '.join(ds.files)} from {ds.source})")
         if st == "ok" and not keep_raw:
             shutil.rmtree(raw, ignore_errors=True)
+    try:
+        (folder / ".raw").rmdir()  # only when empty: a skipped or failed set keeps its raw files for a look
+    except OSError:
+        pass
     return out
 
 
