@@ -252,6 +252,8 @@ def status(ds: DataSet, folder: Path | None = None) -> str:
             return "missing"
         try:
             got = arrays_digest(read_arrays(path))
+        except ImportError:
+            return f"unverified {fname} (reading .libsvm needs scikit-learn: pip install scikit-learn)"
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             return f"MISMATCH {fname} (unreadable: {exc})"
         if got != digest:

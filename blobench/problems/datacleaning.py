@@ -53,8 +53,12 @@ def benchmark_bilevel_split(X: np.ndarray, y: np.ndarray, Xtest: np.ndarray, n_t
                             ratio: float, random_state: int, n_classes: int = 10):
     """benchmark_bilevel's datasets/mnist.py split (see the module docstring), in float64:
     (Xtr, ytr corrupted, Xval, yval, Xtest scaled, corrupted mask)."""
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
+    try:
+        from sklearn.model_selection import train_test_split
+        from sklearn.preprocessing import StandardScaler
+    except ImportError:  # pragma: no cover - scikit-learn is the `digits` extra, installed by the Makefile
+        raise ParameterError("problem 'datacleaning' needs scikit-learn (benchmark_bilevel's train_test_split and "
+                             "StandardScaler): pip install scikit-learn") from None
 
     rng = np.random.RandomState(random_state)
     Xtr, Xval, ytr, yval = train_test_split(X, y, test_size=n_val, train_size=n_train, random_state=rng)
