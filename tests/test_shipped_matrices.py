@@ -92,7 +92,21 @@ EXPECTED = {'smoke': {'cells': 8,
  'gpu': {'cells': 40,
          'devices': {'cpu': 20, 'cuda': 20},
          'experiments': {'quadratic-large-error-vs-inner-steps': 24,
-                         'quadratic-large-stochastic-bias-variance': 16}}}
+                         'quadratic-large-stochastic-bias-variance': 16}},
+ # issue 25 (real data; expands without the data files: their digests in the cell keys are then '-')
+ 'real': {'cells': 45, 'devices': {'cpu': 45},
+          'experiments': {'datacleaning-mnist-soba': 3, 'datacleaning-mnist-fsla': 3, 'datacleaning-mnist-mrbo': 3,
+                          'datacleaning-mnist-sustain': 3, 'datacleaning-mnist-ttsa': 3, 'datacleaning-mnist-srba': 3,
+                          'datacleaning-mnist-stocbio': 3, 'datacleaning-mnist-amigo': 3, 'datacleaning-mnist-bsa': 3,
+                          'datacleaning-mnist-vrbo': 3, 'datacleaning-fashion-soba': 3,
+                          'datacleaning-fashion-stocbio': 3, 'multilogreg-letter': 9}},
+ 'real-small': {'cells': 30, 'devices': {'cpu': 30},
+                'experiments': {'datacleaning-mnist-soba': 2, 'datacleaning-mnist-fsla': 2, 'datacleaning-mnist-mrbo': 2,
+                                'datacleaning-mnist-sustain': 2, 'datacleaning-mnist-ttsa': 2,
+                                'datacleaning-mnist-srba': 2, 'datacleaning-mnist-stocbio': 2,
+                                'datacleaning-mnist-amigo': 2, 'datacleaning-mnist-bsa': 2, 'datacleaning-mnist-vrbo': 2,
+                                'datacleaning-fashion-soba': 2, 'datacleaning-fashion-stocbio': 2,
+                                'multilogreg-letter': 6}}}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

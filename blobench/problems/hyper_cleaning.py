@@ -101,6 +101,11 @@ class HyperCleaning(SoftmaxBilevel):
             d = load_digits()
             return split_labelled(rng, d.data, d.target, C, p["n_train"], p["n_val"], "problem 'hyper-cleaning'", "digits")
 
+    @property
+    def heldout(self) -> bool:
+        """Held-out errors along convergence on the shipped digits (real data), not on generated data."""
+        return self.p.get("data") == "digits"
+
     def weights(self, x):
         return torch.sigmoid(x)
 

@@ -68,6 +68,14 @@ class LibsvmLogreg(SoftmaxBilevel):
         self._mu = float(r.min())
         self._L = 0.25 * float(torch.linalg.eigvalsh(self.Xtr.T @ self.Xtr / self.n_tr).max()) + float(r.max())
 
+    heldout = True  # real data: val/train errors along convergence (issue 25)
+
+    def heldout_errors(self, y: torch.Tensor) -> dict[str, float]:
+        """Misclassification rates sign(A y) != b (0 counts as -1) on the training and validation rows."""
+        y = torch.as_tensor(y, dtype=torch.float64)
+        err = lambda A, b: float((torch.where(A @ y > 0, 1.0, -1.0) != b).double().mean())  # noqa: E731
+        return {"train_error": err(self.Xtr, self.btr), "val_error": err(self.Xval, self.bval)}
+
     def reg(self, x):
         return torch.exp(x)
 

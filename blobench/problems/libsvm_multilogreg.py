@@ -43,6 +43,7 @@ class LibsvmMultiLogreg(SoftmaxBilevel):
         "dataset": Param("str", default="covtype", doc="libsvm file name in the data folder"),
         "n_train": Param("int", default=1000, low=2, doc="training rows"),
         "n_val": Param("int", default=1000, low=1, doc="validation rows"),
+        "n_test": Param("int", default=0, low=0, doc="test rows after the validation rows, for test_error (0: none)"),
         "reg_per": Param("str", default="class", choices=("class", "feature"), doc="one hyperparameter per class (dim_x = C) or per feature (dim_x = p)"),
         "max_features": Param("int", default=0, low=0, doc="keep the p columns with most nonzeros in the training rows (0: all)"),
         "outer_reg": Param("float", default=1e-3, low=0, doc="outer ridge on lambda"),
@@ -50,6 +51,8 @@ class LibsvmMultiLogreg(SoftmaxBilevel):
         "seed": Param("int", default=0, low=0, doc="split seed"),
         "stochastic": Param("bool", default=False, doc="minibatches of the finite sum"),
     }
+
+    heldout = True  # real data: test/val/train errors along convergence (issue 25)
 
     @classmethod
     def data_files(cls, params: dict[str, Any]) -> list[Path]:
@@ -63,9 +66,9 @@ class LibsvmMultiLogreg(SoftmaxBilevel):
         C = len(labels)
         if C < 2:
             raise ParameterError(f"problem 'libsvm-multilogreg': {p['dataset']!r} has {C} label value, needs >= 2")
-        if p["n_train"] + p["n_val"] > len(t):
-            raise ParameterError(f"problem 'libsvm-multilogreg': n_train + n_val = {p['n_train'] + p['n_val']} "
-                                 f"exceeds the {len(t)} rows of {p['dataset']!r}")
+        if p["n_train"] + p["n_val"] + p["n_test"] > len(t):
+            raise ParameterError(f"problem 'libsvm-multilogreg': n_train + n_val + n_test = "
+                                 f"{p['n_train'] + p['n_val'] + p['n_test']} exceeds the {len(t)} rows of {p['dataset']!r}")
         order = np.random.default_rng(p["seed"]).permutation(len(t))
         tr, va = order[:p["n_train"]], order[p["n_train"]:p["n_train"] + p["n_val"]]
         cols = np.arange(X.shape[1])
@@ -77,6 +80,8 @@ class LibsvmMultiLogreg(SoftmaxBilevel):
         self.Xtr, self.Xval = dense(tr), dense(va)
         self.Ttr = torch.tensor(onehot[t[tr]], dtype=torch.float64)
         self.Tval = torch.tensor(onehot[t[va]], dtype=torch.float64)
+        te = order[p["n_train"] + p["n_val"]:p["n_train"] + p["n_val"] + p["n_test"]]
+        self.Xtest, self.ytest = dense(te), torch.tensor(t[te])
         self.dim_x = C if p["reg_per"] == "class" else len(cols)
         self._finish_setup()
 

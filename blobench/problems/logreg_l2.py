@@ -96,6 +96,23 @@ class SoftmaxBilevel(harness.Problem):
         Xv, Tv = (self.Xval, self.Tval) if batch is None else (self.Xval[batch["j"]], self.Tval[batch["j"]])
         return softmax_ce(Xv @ W, Tv).mean() + 0.5 * self.p["outer_reg"] * (x * x).sum()
 
+    # -- held-out metrics (issue 25) -------------------------------------------------------------
+    #: record held-out errors along convergence (true on problems that read real data; generated-data problems
+    #: keep their rows as they were)
+    heldout = False
+
+    def heldout_errors(self, y: torch.Tensor) -> dict[str, float]:
+        """Misclassification rates of the classifier W = y (argmax of X W, the first class on ties): on the
+        training set as labelled (corrupted labels for hyper-cleaning), the validation set and, where the
+        problem holds one (``Xtest``, ``ytest``: datacleaning, libsvm-multilogreg with n_test), the test set.
+        Recorded along ``convergence`` (blobench/measure/outer.py)."""
+        W = torch.as_tensor(y, dtype=torch.float64).reshape(self.p_feat, self.n_cls)
+        err = lambda X, t: float((torch.argmax(X @ W, 1) != t).double().mean())  # noqa: E731
+        out = {"train_error": err(self.Xtr, self.Ttr.argmax(1)), "val_error": err(self.Xval, self.Tval.argmax(1))}
+        if getattr(self, "Xtest", None) is not None and len(self.Xtest):
+            out["test_error"] = err(self.Xtest, self.ytest)
+        return out
+
     # -- finite sum (``stochastic=true``; issue 15): g = 1/n_tr sum_i g_i, f = 1/n_val sum_j f_j --------
     @property
     def stochastic(self) -> bool:

@@ -65,6 +65,8 @@ class MnistCleaning(HyperCleaning):
         "stochastic": Param("bool", default=False, doc="minibatches of the finite sum (n_train inner, n_val outer terms)"),
     }
 
+    heldout = True  # real data: val/train errors along convergence (no test split here: see datacleaning)
+
     @classmethod
     def data_files(cls, params: dict[str, Any]) -> list[Path]:
         """The data file a parameter set reads (its sha256 enters the cell key: blobench.engine.matrix.cell_key)."""

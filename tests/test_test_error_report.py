@@ -1,0 +1,59 @@
+"""The held-out error section (blobench/report/test_error.py, issue 25): benchmark_bilevel's median / 20-80 %
+band over seeds on a log grid, and the per-solver table, on a real tiny run (hyper-cleaning on sklearn's shipped
+digits: no `make data` needed; it has no test split, so the section draws val_error)."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from blobench import harness
+from blobench.cli import main
+from blobench.report.test_error import median_band
+
+pytest.importorskip("sklearn")
+
+
+def test_median_band_is_the_quantiles_of_log_interpolated_curves():
+    a = (np.array([1.0, 100.0]), np.array([0.5, 0.1]))
+    b = (np.array([1.0, 10.0, 100.0]), np.array([0.7, 0.6, 0.3]))
+    grid, med, lo, hi = median_band([a, b], n=3)
+    np.testing.assert_allclose(grid, [1.0, 10.0, 100.0])
+    ya = np.array([0.5, 0.3, 0.1])  # a at x = 10: halfway in log x
+    yb = np.array([0.7, 0.6, 0.3])
+    np.testing.assert_allclose(med, (ya + yb) / 2)
+    np.testing.assert_allclose(lo, ya + 0.2 * (yb - ya))
+    np.testing.assert_allclose(hi, ya + 0.8 * (yb - ya))
+
+
+def test_section_on_a_real_run(in_tmp):
+    m = in_tmp / "t.toml"
+    m.write_text(textwrap.dedent("""
+        name = "heldout"
+        seeds = [0, 1]
+        [[experiment]]
+        name = "digits-cleaning"
+        problem = "hyper-cleaning"
+        problem_params = { data = "digits", n_train = 60, n_val = 60, classes = 3, stochastic = true }
+        estimators = ["soba", "stocbio"]
+        estimator_params = { batch_size = 8 }
+        per_estimator = { "stocbio" = { inner_steps = 3, solver_steps = 3 } }
+        metric = "convergence"
+        metric_params = { outer_steps = 12, eval_every = 4, outer_lr = 5.0 }
+    """))
+    assert main(["run", str(m), "-q"]) == 0
+    assert main(["report", "heldout"]) == 0
+    text = (in_tmp / "reports" / "heldout" / "report.md").read_text()
+    assert "Held-out error against time and oracle calls (val_error)" in text
+    assert (in_tmp / "reports" / "heldout" / "test_error_0.png").is_file()
+    df = harness.load(in_tmp / "runs" / "heldout")
+    v = df[df["quantity"] == "val_error"]
+    assert set(v["estimator"]) == {"soba", "stocbio"} and v["value"].between(0, 1).all()
+    for est in ("soba", "stocbio"):
+        last = v[(v["estimator"] == est) & (v["iteration"] == 12)]["value"]
+        assert len(last) == 2
+        row = next(line for line in text.splitlines() if line.startswith(f"| {est}"))
+        final = float(row.split("|")[2])
+        assert final == pytest.approx(float(np.median(last)), abs=1e-4)
