@@ -6,7 +6,6 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from blobench import harness
