@@ -119,6 +119,9 @@ class JiLiangCSC(ZChainBilevel):
     def _fxy_np(self, Y):
         return np.zeros_like(Y)
 
+    def _h_scalar(self, s):
+        return 0.25 * self.L_x * s + 0.25 * self.L_y * self.Lt_xy**2 * s / (self.beta * s + self.mu_y) ** 2
+
     def outer(self, x, y, batch=None):
         return 0.125 * self.L_x * (x @ self._z(self._z(x))) + 0.5 * self.L_y * (y @ y)
 
