@@ -485,6 +485,7 @@ MUTATIONS: list[tuple[str, tuple[str, ...], Callable[[], contextlib.AbstractCont
     ("jl-outer-nesterov-momentum-dropped", ("jl-scsc-accbio-matches-kappa-x",), _patch_outer_momentum_dropped),
     ("jl-oracle-counting-bypassed", ("jl-scsc-bound-respected",), _patch_uncounted_oracles),
     ("accbio-alg1-heavy-ball-momentum-dropped", ("jl-scsc-accbio-matches-kappa-y",), _patch_heavy_ball_momentum_dropped),
+    ("jl-csc-oracle-counting-bypassed", ("jl-csc-theorem6",), _patch_uncounted_oracles),
 ]
 
 
@@ -678,3 +679,43 @@ class JLZ3Ablation(Claim):
 
     def evaluate_positive(self, size: str) -> Verdict:
         return self._rule(size, "easier")
+
+
+@harness.register_claim("jl-csc-theorem6")
+class JLCSCTheorem6(Claim):
+    citation = ("Ji & Liang, JMLR 24(22) (2023): Theorem 6, eq. (19)-(22), Corollary 7 and the instance eq. (20)-(21) "
+                "with b from eq. (51)")
+    statement = ("On Ji & Liang's C-SC instance jl-csc with the theorem's dimension d = floor(r*(eps)) of eq. (19) (mu_y = 0.1, "
+                 "B = 1, every L = 1), for eps in a grid on ||grad Phi||: the gradient floor of eq. (22) is >= eps^2; no x "
+                 "supported on fewer than d - 2 coordinates has ||grad Phi(x)|| <= eps (exact least squares); the exact "
+                 "bound's exponent in 1/eps is within 0.15 of Corollary 7's 1/2; and AID-BiO (aid-cg, outer GD) and AccBiO "
+                 "(Algorithm 1) reach ||grad Phi||^2 <= eps^2 using at least the exact per-instance bound of calls.")
+    control = "the instance built with three times the theorem's dimension (d = 3 floor(r*)), so the chain's end is out of reach"
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        from blobench.problems.jl_csc import r_star
+
+        grid = [0.1, 0.0316, 0.01] if size == "ci" else [0.1, 0.0316, 0.01, 0.00316]
+        rows, ok = [], True
+        for e in grid:
+            beta = (1.0 - 0.1) / 4
+            rs = r_star(e, 1.0, 0.1, beta, 1.0, 1.0, 1.0)
+            d = max(4, int(rs)) * (3 if control else 1)
+            p = harness.problem("jl-csc", dim=d, mu_y=0.1)
+            floor_ok = p.gradient_floor() >= e * e
+            need = p.support_needed(e * e)
+            lb = p.calls_lower_bound(e * e)
+            runs = {}
+            for name, est in (("aid-cg", _method(p, "aid-cg", warm_start=True)), ("accbio-alg1", _alg1())):
+                runs[name] = _calls(p, est, e * e, "auto", max_steps=4000)
+            ok &= floor_ok and need >= d - 2 and all(np.isfinite(c) and c >= lb for c in runs.values())
+            rows.append({"eps": e, "r_star": rs, "dim": d, "floor": p.gradient_floor(), "floor_ok": floor_ok,
+                         "support_needed": need, "lower_bound": lb, "calls": runs})
+        fit = fit_exponent([1 / r["eps"] for r in rows], [r["support_needed"] for r in rows])
+        ok = ok and abs(fit["slope"] - 0.5) <= 0.15
+        return Verdict(ok, f"support needed {[r['support_needed'] for r in rows]} on d = {[r['dim'] for r in rows]} "
+                       f"(exponent in 1/eps {_fit_txt(fit)}); floor >= eps^2: {[r['floor_ok'] for r in rows]}; calls "
+                       + "; ".join(f"eps={r['eps']:g}: " + ", ".join(f"{k} {v:.0f}" for k, v in r['calls'].items())
+                                   + f" (bound {r['lower_bound']})" for r in rows),
+                       "floor >= eps^2, support >= d - 2, exponent within 0.15 of 0.5, calls >= bound",
+                       {"rows": rows, "fit": fit})
