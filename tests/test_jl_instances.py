@@ -366,3 +366,32 @@ def test_bad_parameters_are_named():
         harness.problem("jl-csc", dim=2)
     with pytest.raises(harness.ParameterError, match="steps_rule"):
         harness.estimator("accbio-alg1", steps_rule="cubic")
+
+
+def test_complexity_rows_and_instance_bound_figure(tmp_path):
+    """The complexity metric writes the exact bound and Theorem 4's beside the measured calls on jl-scsc; the report's
+    draw_instance_bounds draws them (one line per method and per bound)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from blobench.measure.complexity import complexity
+    from blobench.measure.metrics import CellContext
+    from blobench.report.complexity import draw_instance_bounds
+
+    rows = []
+    for my in (0.2, 0.1, 0.05):
+        p = harness.problem("jl-scsc", dim=300, mu_x=0.05, mu_y=my)
+        out = complexity(CellContext(p, "accbio-alg1", {"steps_tol": 1e-3}, seed=0), eps=[1e-4])
+        rows += [{**r, "estimator": "accbio-alg1", "problem": "jl-scsc"} for r in out]
+        assert {r["quantity"] for r in out} >= {"calls_to_eps", "lower_bound_calls", "theorem_bound_calls"}
+        calls = next(r["value"] for r in out if r["quantity"] == "calls_to_eps")
+        assert calls >= next(r["value"] for r in out if r["quantity"] == "lower_bound_calls")
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots()
+    eps = draw_instance_bounds(ax, df, "kappa_y")
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert eps == 1e-4 and len(labels) == 3 and any("exact per-instance bound" in s for s in labels)
+    plt.close(fig)

@@ -241,6 +241,9 @@ def complexity(ctx, eps: list | None = None, criterion: str = "auto", max_steps:
                             if "averaged_iterates" in hit else {})})
         if lb is not None and crit == getattr(p, "lower_bound_criterion", "value_gap"):
             rows.append({**row, "quantity": "lower_bound_calls", "value": float(lb(e))})
+            thm = getattr(p, "theorem4_calls", None)  # jl-scsc: Theorem 4 with the proof's constants (Ji & Liang 2023)
+            if thm is not None:
+                rows.append({**row, "quantity": "theorem_bound_calls", "value": float(thm(e))})
     rows.append({**base, "quantity": "diverged", "value": float(res["diverged"])})
     return rows
 
