@@ -719,3 +719,40 @@ class JLCSCTheorem6(Claim):
                                    + f" (bound {r['lower_bound']})" for r in rows),
                        "floor >= eps^2, support >= d - 2, exponent within 0.15 of 0.5, calls >= bound",
                        {"rows": rows, "fit": fit})
+
+
+def exponent_table(eps: float = 1e-4, dim: int = 800) -> list[dict[str, Any]]:
+    """The docs' table (docs/lower_bounds.md): calls to Phi - Phi* <= eps on jl-scsc of AID-BiO (aid-cg, warm start,
+    outer GD), ITD-BiO (AGD inner, D = ceil(4 sqrt(kappa_y)), outer GD), accbio (the old composition) and accbio-alg1
+    (Algorithm 1, sqrt and linear rules), along kappa_y (mu_x = 0.05) and kappa_x (mu_y = 0.1), with the exact bound,
+    Theorem 4's with constants and each column's fitted exponent. ``python -m blobench.claims.ji_liang2023``."""
+    axes = {"kappa_y": [dict(mu_x=0.05, mu_y=m) for m in (0.2, 0.1, 0.05)],
+            "kappa_x": [dict(mu_x=m, mu_y=0.1) for m in (0.04, 0.02, 0.01)]}
+    out = []
+    for axis, kws in axes.items():
+        cols: dict[str, list[float]] = {}
+        for kw in kws:
+            p = harness.problem("jl-scsc", dim=dim, **kw)
+            ky = p.constants["kappa_y"]
+            runs = {"AID-BiO (aid-cg)": (_method(p, "aid-cg", warm_start=True), "none"),
+                    "ITD-BiO (itd, AGD)": (harness.estimator("itd", inner_steps=math.ceil(4 * math.sqrt(ky)),
+                                                             inner_solver="agd"), "none"),
+                    "accbio (old)": (_method(p, "accbio"), "nesterov"),
+                    "accbio-alg1 sqrt": (_alg1("sqrt"), "nesterov"), "accbio-alg1 linear": (_alg1("linear"), "nesterov")}
+            for name, (est, mom) in runs.items():
+                cols.setdefault(name, []).append(_calls(p, est, eps, mom, max_steps=40000))
+            cols.setdefault("exact bound", []).append(float(p.calls_lower_bound(eps)))
+            cols.setdefault("Theorem 4 (constants)", []).append(float(p.theorem4_calls(eps)))
+            cols.setdefault("kappa_x exact", []).append(p.constants["kappa_x"])
+        inv = [1 / kw["mu_y" if axis == "kappa_y" else "mu_x"] for kw in kws]
+        for name, v in cols.items():
+            out.append({"axis": axis, "column": name, "values": v,
+                        "exponent": fit_exponent(inv, v) if name != "kappa_x exact" else fit_exponent(inv, v)})
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - the docs' table
+    for r in exponent_table():
+        f = r["exponent"]
+        print(f"{r['axis']:8s} {r['column']:24s} {[round(v, 1) for v in r['values']]}  exponent {f['slope']:.2f} "
+              f"[{f['lo']:.2f}, {f['hi']:.2f}]")
