@@ -78,7 +78,7 @@ class NCSCZeroChain(Claim):
     def evaluate(self, size: str, control: bool) -> Verdict:
         p = harness.problem("ji-ncsc", T=4, mu=0.005)
         bound = p.zero_chain_calls()
-        steps = 40 if size == "ci" else 400
+        steps = 25 if size == "ci" else 400
         methods = [("cheat", None)] if control else [(n, kw) for n, kw in self.METHODS if n in harness.estimators()]
         rows: dict[str, Any] = {}
         ok = True

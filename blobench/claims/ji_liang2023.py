@@ -518,7 +518,7 @@ def _jl_sweep(axis: str, size: str, which: str) -> dict[str, Any]:
     eps = 1e-4 if size == "ci" else 1e-6
     if axis == "kappa_y":
         grid = [0.2, 0.1, 0.05] if size == "ci" else [0.2, 0.1, 0.05, 0.025]
-        dim = 800 if size == "ci" else 1600
+        dim = 500 if size == "ci" else 1600
         kws = [dict(mu_x=0.05, mu_y=m) for m in grid]
     else:
         grid = [0.04, 0.02, 0.01, 0.005] if size == "ci" else [0.04, 0.02, 0.01, 0.005, 0.0025]
@@ -530,7 +530,7 @@ def _jl_sweep(axis: str, size: str, which: str) -> dict[str, Any]:
         rule = "linear" if which == "linear" else "sqrt"
         mom = "none" if which == "sqrt-no-momentum" else "nesterov"
         c = p.constants
-        max_steps = 300 if axis == "kappa_x" else 20000
+        max_steps = 150 if axis == "kappa_x" else 20000
         calls = _calls(p, _alg1(rule), eps, mom, max_steps=max_steps)
         cor10 = math.sqrt(p.L_y * p.Lt_xy**2 * c["L"] / (p.mu_x * p.mu_y**3))
         rows.append({**kw, "kappa_x_exact": c["kappa_x"], "kappa_y": c["kappa_y"], "calls": calls,
@@ -621,11 +621,11 @@ class JLAccBiOKappaY(Claim):
 class JLAccBiOKappaX(Claim):
     citation = JL_CITE
     statement = ("On jl-scsc (mu_y = 0.1, mu_x swept, d >= twice the support the bound needs; eq. (40)'s d is reported, not required: the exact bound does not use it), AccBiO as Algorithm 1 (sqrt rule, outer Nesterov "
-                 "with (sqrt(kappa_x) - 1)/(sqrt(kappa_x) + 1)) reaches Phi - Phi* <= eps within 300 outer iterations with "
+                 "with (sqrt(kappa_x) - 1)/(sqrt(kappa_x) + 1)) reaches Phi - Phi* <= eps within 150 outer iterations with "
                  "oracle calls growing in 1/mu_x with a fitted exponent within 0.15 of 0.5 (Theorem 4's and Corollary 10's "
                  "sqrt(kappa_x)) and within 0.15 of the exact per-instance bound's exponent, never below the bound.")
     control = ("AccBiO with its outer Nesterov momentum dropped (plain steps 1/L_Phi): kappa_x log(1/eps) outer iterations, "
-               "beyond the 300 an accelerated method needs on this grid")
+               "beyond the 150 within which the accelerated method reaches eps on this grid (it needs at most ~110)")
     TOL = 0.15
 
     def evaluate(self, size: str, control: bool) -> Verdict:
@@ -636,7 +636,7 @@ class JLAccBiOKappaX(Claim):
         ok = (above and abs(s["fit"]["slope"] - 0.5) <= self.TOL and abs(s["fit"]["slope"] - s["fit_lb"]["slope"]) <= self.TOL
               and all(r["unsaturated"] for r in s["rows"]))
         return Verdict(ok, f"AccBiO (Alg. 1) exponent in 1/mu_x {_fit_txt(s['fit'])}, exact bound {_fit_txt(s['fit_lb'])}, "
-                       f"Theorem 4 with constants {_fit_txt(s['fit_thm4'])}; calls {calls} (nan: not within 300 outer "
+                       f"Theorem 4 with constants {_fit_txt(s['fit_thm4'])}; calls {calls} (nan: not within 150 outer "
                        f"iterations), bound {[r['lower_bound'] for r in s['rows']]}",
                        f"every run reaches eps; exponent within {self.TOL} of 0.5 and of the bound's; calls >= bound", s)
 
@@ -648,6 +648,9 @@ class JLZ3Ablation(Claim):
                  "bound on calls to Phi - Phi* <= eps is at most 0.7 times the full instance's at the hardest grid point, or "
                  "its fitted exponent in 1/mu_y is smaller by at least 0.2 (mu_x = 0.05, mu_y swept, d = 1200).")
     expected = "not reproduced"
+    evidence_note = ("exact span bounds at eps = 1e-6, d = 800, mu_x = 0.05, mu_y = 0.2, 0.1, 0.05: 73, 153, 322 calls with "
+                     "and without Z^3 alike (gaps differ by < 1%); the Z^3 term makes eq. (33) a quartic so that Lemma 15 "
+                     "has a closed form, it is not a source of hardness (docs/lower_bounds.md)")
     control = "the 'ablated' instance replaced by the full one (nothing dropped): no weakening can be seen"
     positive_control = "the 'ablated' instance replaced by the full one at twice mu_y (a provably easier instance): the rule must hold"
 
@@ -740,7 +743,9 @@ def exponent_table(eps: float = 1e-4, dim: int = 800) -> list[dict[str, Any]]:
                     "accbio (old)": (_method(p, "accbio"), "nesterov"),
                     "accbio-alg1 sqrt": (_alg1("sqrt"), "nesterov"), "accbio-alg1 linear": (_alg1("linear"), "nesterov")}
             for name, (est, mom) in runs.items():
-                cols.setdefault(name, []).append(_calls(p, est, eps, mom, max_steps=40000))
+                cap = 3000 if name.startswith("ITD") else 40000  # ITD's bias floor: censored (nan) beyond 3000 steps
+                cols.setdefault(name, []).append(_calls(p, est, eps, mom, max_steps=cap))
+                print(axis, kw, name, cols[name][-1], flush=True)
             cols.setdefault("exact bound", []).append(float(p.calls_lower_bound(eps)))
             cols.setdefault("Theorem 4 (constants)", []).append(float(p.theorem4_calls(eps)))
             cols.setdefault("kappa_x exact", []).append(p.constants["kappa_x"])
