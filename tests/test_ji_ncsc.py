@@ -96,3 +96,10 @@ def test_zero_chain_claim_ci():
 
     c = NCSCZeroChain()
     assert c.evaluate("ci", False).holds and not c.evaluate("ci", True).holds
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(harness.ParameterError, match="mu < L_g/5"):
+        harness.problem("ji-ncsc", mu=0.3)
+    with pytest.raises(harness.ParameterError, match="T"):
+        harness.problem("ji-ncsc", T=0)
