@@ -726,7 +726,7 @@ class JLCSCTheorem6(Claim):
 
 def exponent_table(eps: float = 1e-4, dim: int = 800) -> list[dict[str, Any]]:
     """The docs' table (docs/lower_bounds.md): calls to Phi - Phi* <= eps on jl-scsc of AID-BiO (aid-cg, warm start,
-    outer GD), ITD-BiO (AGD inner, D = ceil(4 sqrt(kappa_y)), outer GD), accbio (the old composition) and accbio-alg1
+    outer GD), accbio (the old composition) and accbio-alg1
     (Algorithm 1, sqrt and linear rules), along kappa_y (mu_x = 0.05) and kappa_x (mu_y = 0.1), with the exact bound,
     Theorem 4's with constants and each column's fitted exponent. ``python -m blobench.claims.ji_liang2023``."""
     axes = {"kappa_y": [dict(mu_x=0.05, mu_y=m) for m in (0.2, 0.1, 0.05)],
@@ -736,15 +736,11 @@ def exponent_table(eps: float = 1e-4, dim: int = 800) -> list[dict[str, Any]]:
         cols: dict[str, list[float]] = {}
         for kw in kws:
             p = harness.problem("jl-scsc", dim=dim, **kw)
-            ky = p.constants["kappa_y"]
             runs = {"AID-BiO (aid-cg)": (_method(p, "aid-cg", warm_start=True), "none"),
-                    "ITD-BiO (itd, AGD)": (harness.estimator("itd", inner_steps=math.ceil(4 * math.sqrt(ky)),
-                                                             inner_solver="agd"), "none"),
                     "accbio (old)": (_method(p, "accbio"), "nesterov"),
                     "accbio-alg1 sqrt": (_alg1("sqrt"), "nesterov"), "accbio-alg1 linear": (_alg1("linear"), "nesterov")}
             for name, (est, mom) in runs.items():
-                cap = 3000 if name.startswith("ITD") else 40000  # ITD's bias floor: censored (nan) beyond 3000 steps
-                cols.setdefault(name, []).append(_calls(p, est, eps, mom, max_steps=cap))
+                cols.setdefault(name, []).append(_calls(p, est, eps, mom, max_steps=40000))
                 print(axis, kw, name, cols[name][-1], flush=True)
             cols.setdefault("exact bound", []).append(float(p.calls_lower_bound(eps)))
             cols.setdefault("Theorem 4 (constants)", []).append(float(p.theorem4_calls(eps)))
