@@ -68,12 +68,13 @@ class NCSCZeroChain(Claim):
     citation = CITE
     statement = ("On Ji's NC-SC instance ji-ncsc (T = 4, mu = 0.005 so n = 7, L_g = L_f = lam = 1), every registered "
                  "zero-respecting method run from x = 0, y = 0 (AID-CG, AID-FP, AID-NS, ITD, AccBiO and Algorithm 1, F2BA, "
-                 "F2SA, BOME, HOAG) passes x with x_T != 0 to no oracle call before T n = 28 counted calls; and at least "
+                 "F2BA+, AccF2BA+, F2SA, BOME, HOAG) passes x with x_T != 0 to no oracle call before T n = 28 counted calls; and at least "
                  "one of them does reach x_T != 0 within its run (the count is exact, and not vacuous).")
     control = "a method that reads grad H from the problem object (uncounted): x_T wakes after T outer steps and 0 counted calls"
     METHODS = (("aid-cg", {"inner_steps": 10, "solver_steps": 5}), ("aid-fp", {"inner_steps": 10, "solver_steps": 5}),
                ("aid-neumann", {"inner_steps": 10, "solver_steps": 5}), ("itd", {"inner_steps": 10}), ("accbio", {}),
-               ("accbio-alg1", {}), ("f2ba", {}), ("f2sa", {}), ("bome", {}), ("hoag", {}))
+               ("accbio-alg1", {}), ("f2ba", {}), ("f2ba-plus", {}), ("accf2ba-plus", {"outer_lr": 0.5}), ("f2sa", {}),
+               ("bome", {}), ("hoag", {}))
 
     def evaluate(self, size: str, control: bool) -> Verdict:
         p = harness.problem("ji-ncsc", T=4, mu=0.005)
