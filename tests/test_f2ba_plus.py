@@ -3,7 +3,6 @@
 restart rule."""
 import copy
 
-import pytest
 import torch
 
 from blobench import harness

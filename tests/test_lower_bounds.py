@@ -160,7 +160,6 @@ def test_mutations_are_well_formed_and_each_patch_breaks_its_mechanism():
     hb0 = accbio_mod.heavy_ball(lambda v: 0.5 * v, x, 3, 0.5, 0.0)
     effects["jl-outer-nesterov-momentum-dropped"] = effects["outer-nesterov-momentum-dropped"]
     effects["jl-oracle-counting-bypassed"] = effects["oracle-counting-bypassed"]
-    effects["jl-csc-oracle-counting-bypassed"] = effects["oracle-counting-bypassed"]
     effects["accbio-alg1-heavy-ball-momentum-dropped"] = lambda: torch.equal(hb(), hb0)
     assert set(effects) == set(names)
     for name, _, patch in MUTATIONS:
