@@ -154,6 +154,13 @@ def test_mutations_are_well_formed_and_each_patch_breaks_its_mechanism():
             outer_loop(p0, harness.estimator("exact"), 5, 0.1, momentum="none").x_final),
         "oracle-counting-bypassed": lambda: (lambda o: (o.grad_y_g(x, x), sum(o.counts.values()) == 0)[1])(Oracles(p0)),
     }
+    from blobench.estimators import accbio as accbio_mod
+
+    hb = lambda: accbio_mod.heavy_ball(lambda v: 0.5 * v, x, 3, 0.5, 0.3)  # noqa: E731
+    hb0 = accbio_mod.heavy_ball(lambda v: 0.5 * v, x, 3, 0.5, 0.0)
+    effects["jl-outer-nesterov-momentum-dropped"] = effects["outer-nesterov-momentum-dropped"]
+    effects["jl-oracle-counting-bypassed"] = effects["oracle-counting-bypassed"]
+    effects["accbio-alg1-heavy-ball-momentum-dropped"] = lambda: torch.equal(hb(), hb0)
     assert set(effects) == set(names)
     for name, _, patch in MUTATIONS:
         assert not effects[name](), name  # unpatched: the mechanism works

@@ -62,6 +62,8 @@ def theory_budget(estimator_name: str, params: dict[str, Any], constants: dict[s
     """Inner and solver steps per outer iteration as the methods' analyses set them (up to the log factor):
     inner GD needs ~kappa_y steps, inner AGD ~sqrt(kappa_y) (Ji & Liang 2023, AccBiO's D); CG / the AGD
     linear solver ~sqrt(kappa_y), Neumann / fixed-point ~kappa_y (Ji et al. 2021, Alg. 1; AccBiO's N)."""
+    if estimator_name == "accbio-alg1":  # Theorem 9's N = M rule lives in the estimator (steps_rule)
+        return {}
     k = float(constants.get("kappa_y", constants.get("kappa", 1.0)))
     agd = params.get("inner_solver", "agd" if estimator_name == "accbio" else "gd") == "agd"
     D = max(1, math.ceil(scale * (math.sqrt(k) if agd else k)))
@@ -83,8 +85,9 @@ def upper_bound_order(estimator_name: str, params: dict[str, Any], constants: di
     method's first measurement. NaN where no bound applies (e.g. ||grad Phi||^2 targets)."""
     kx = float(constants.get("kappa_x", float("nan")))
     ky = float(constants.get("kappa_y", constants.get("kappa", float("nan"))))
-    agd_inner = params.get("inner_solver", "agd" if estimator_name == "accbio" else "gd") == "agd"
-    nesterov = estimator_name == "accbio"
+    accelerated = estimator_name in ("accbio", "accbio-alg1")
+    agd_inner = params.get("inner_solver", "agd" if accelerated else "gd") == "agd"
+    nesterov = accelerated
     per_iter = math.sqrt(ky) if agd_inner else ky
     if criterion != "value_gap":
         return float("nan")
@@ -236,8 +239,11 @@ def complexity(ctx, eps: list | None = None, criterion: str = "auto", max_steps:
                          **{f"calls_{k}": hit[k] for k in ("Gc_f", "Gc_g", "JV", "HV")},
                          **({"averaged_iterates": float(hit["averaged_iterates"])}
                             if "averaged_iterates" in hit else {})})
-        if lb is not None and crit == "value_gap":
+        if lb is not None and crit == getattr(p, "lower_bound_criterion", "value_gap"):
             rows.append({**row, "quantity": "lower_bound_calls", "value": float(lb(e))})
+            thm = getattr(p, "theorem4_calls", None)  # jl-scsc: Theorem 4 with the proof's constants (Ji & Liang 2023)
+            if thm is not None:
+                rows.append({**row, "quantity": "theorem_bound_calls", "value": float(thm(e))})
     rows.append({**base, "quantity": "diverged", "value": float(res["diverged"])})
     return rows
 

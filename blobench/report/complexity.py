@@ -50,6 +50,9 @@ def render(ctx: Context, doc: Doc) -> None:
             doc.table(calls_table(g))
             continue
         g = g.assign(**{x: pd.to_numeric(g[x], errors="coerce"), "value": pd.to_numeric(g["value"], errors="coerce")})
+        if "problem" in g.columns and g["problem"].astype(str).str.startswith("jl-").any():
+            render_instance_bounds(ctx, doc, str(exp), g, x)
+            continue
         with style.themed():
             fig, axes = style.new_figure(1, 1, w=6.0, h=4.2, legend_rows=4)
             ax = axes[0][0]
@@ -59,3 +62,60 @@ def render(ctx: Context, doc: Doc) -> None:
                              f"{exp}: oracle calls to reach eps = {eps:g} against {x}, with the lower bound", "complexity")
         ctx.figures.append(rec)
         doc.img(rec["png"], rec["caption"], rec["svg"])
+
+
+def draw_instance_bounds(ax, g: pd.DataFrame, x: str, colors: dict | None = None) -> float:
+    """Measured calls to eps against ``x`` beside the instance's own bounds, for Ji & Liang's instances (jl-scsc, jl-csc):
+    the exact per-instance span bound (``lower_bound_calls``, black) and, where the metric wrote it, Theorem 4's bound
+    with the proof's constants (``theorem_bound_calls``, grey dashed). eps is the smallest target every estimator
+    reached; each label carries the fitted exponent with its 95% interval. Returns the eps drawn."""
+    from blobench.measure.complexity import fit_exponent
+
+    meas = g[(g["quantity"] == "calls_to_eps") & g["value"].notna()]
+    common = None
+    for _, h in meas.groupby("estimator"):
+        s = set(h["eps"].astype(float))
+        common = s if common is None else common & s
+    eps = min(common) if common else float(g["eps"].astype(float).min())
+    sel = g[g["eps"].astype(float) == eps]
+    for name, h in sorted(sel[sel["quantity"] == "calls_to_eps"].groupby("estimator")):
+        h = h.groupby(x)["value"].mean().sort_index()
+        f = fit_exponent(h.index, h.to_numpy())
+        ax.loglog(h.index, h.to_numpy(), "o-", color=(colors or {}).get(name),
+                  label=f"{name}: slope {f['slope']:.2f} [{f['lo']:.2f}, {f['hi']:.2f}]")
+    for q, fmt_, lab in (("lower_bound_calls", "k-", "exact per-instance bound"),
+                         ("theorem_bound_calls", "--", "Theorem 4 with the proof's constants")):
+        b = sel[sel["quantity"] == q]
+        if b.empty:
+            continue
+        b = b.groupby(x)["value"].max().sort_index()
+        b = b[b > 0]
+        if b.empty:
+            continue
+        f = fit_exponent(b.index, b.to_numpy())
+        ax.loglog(b.index, b.to_numpy(), fmt_, color="black" if q == "lower_bound_calls" else "grey", lw=2,
+                  label=f"{lab}: slope {f['slope']:.2f}")
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"oracle calls to reach eps = {eps:g}")
+    return float(eps)
+
+
+def render_instance_bounds(ctx: Context, doc: Doc, exp: str, g: pd.DataFrame, x: str) -> None:
+    """One panel for an experiment on Ji & Liang's own instances: :func:`draw_instance_bounds`, and a table of calls
+    and bounds per swept value (docs/lower_bounds.md explains each bound and its constants)."""
+    with style.themed():
+        fig, axes = style.new_figure(1, 1, w=6.0, h=4.2, legend_rows=4)
+        ax = axes[0][0]
+        eps = draw_instance_bounds(ax, g, x, colors={e: ctx.color(e) for e in g["estimator"].unique()})
+        style.legend_outside(fig, [ax])
+        rec = style.save(fig, ctx.out, f"complexity_{exp}",
+                         f"{exp}: oracle calls to reach eps = {eps:g} against {x}, beside the instance's own bounds",
+                         "complexity")
+    ctx.figures.append(rec)
+    doc.img(rec["png"], rec["caption"], rec["svg"])
+    sel = g[g["eps"].astype(float) == eps]
+    tab = sel.pivot_table(index=x, columns=sel["estimator"].where(sel["quantity"] == "calls_to_eps", sel["quantity"]),
+                          values="value", aggfunc="max")
+    doc.p(f"{exp}: calls to eps = {eps:g} per method beside the exact per-instance bound (lower_bound_calls) and "
+          "Theorem 4's bound with the proof's constants (theorem_bound_calls).")
+    doc.table(tab.reset_index())

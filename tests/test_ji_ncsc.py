@@ -1,0 +1,105 @@
+"""Ji 2025's NC-SC hard instance ji-ncsc (arXiv 2511.19656 v2, eq. 6-7): n, the constants we chose and their
+smoothness / strong convexity, exact truth, Lemma 2's bounds on M, the zero chain's exact count."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from blobench import harness
+from blobench.problems.ji_ncsc import carmon_phi, carmon_psi, laplacian_apply, path_laplacian
+
+
+def rand(n, seed=0, scale=0.3):
+    return scale * torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_n_and_inner_constants():
+    for L_g, mu in ((1.0, 0.02), (2.0, 0.001), (1.0, 0.19)):
+        p = harness.problem("ji-ncsc", L_g=L_g, mu=mu, T=2)
+        assert p.n == math.floor(math.sqrt((L_g - mu) / (4 * mu))) >= 1
+        H = torch.func.hessian(p.inner, argnums=1)(p.x0(), torch.zeros(p.dim_y, dtype=torch.float64)).numpy()
+        ev = np.linalg.eigvalsh(H)
+        assert ev.min() >= mu and ev.min() == pytest.approx(L_g / (4 * p.n**2 + 1))  # strongly convex, >= mu
+        assert ev.max() < L_g and ev.max() == pytest.approx(p.constants["L"])
+        assert p.constants["mu"] == pytest.approx(ev.min())
+    v = rand(5, 1)
+    assert torch.allclose(laplacian_apply(v), torch.from_numpy(path_laplacian(5)) @ v, atol=1e-15)
+    assert np.linalg.norm(path_laplacian(9), 2) <= 4
+
+
+def test_lemma2_bounds_on_M():
+    """Lemma 2: (1 - pi^2/12) n <= S_1n, S_nn <= (1 + pi^2/12) n with S = (A + I/n^2)^-1; S_1n/n ~ 0.85, S_nn/n ~ 1.31."""
+    for n in (5, 20, 80):
+        A = path_laplacian(n)
+        S = np.linalg.inv(A + np.eye(n) / n**2)
+        lo, hi = (1 - math.pi**2 / 12) * n, (1 + math.pi**2 / 12) * n
+        assert lo <= S[0, -1] <= hi and lo <= S[-1, -1] <= hi
+        col = S[:, -1]
+        assert np.all(col >= S[0, -1] - 1e-12) and np.all(col <= S[-1, -1] + 1e-12)  # Lemma 10
+    assert S[0, -1] / n == pytest.approx(0.85, abs=0.01) and S[-1, -1] / n == pytest.approx(1.31, abs=0.01)
+
+
+def test_truth_y_star_H_and_hypergradient():
+    p = harness.problem("ji-ncsc", T=3, mu=0.02)
+    x = rand(3, 2)
+    y = p.inner_solution(x)
+    assert float(torch.linalg.norm(torch.func.grad(p.inner, argnums=1)(x, y))) < 1e-12
+    assert p.value(x) == pytest.approx(float(p.outer(x, y)), rel=1e-13)  # H is the rescaled chain
+    g = p.hypergradient(x)
+    h = 1e-6
+    fd = torch.tensor([(p.value(x + h * e) - p.value(x - h * e)) / (2 * h) for e in torch.eye(3, dtype=torch.float64)])
+    assert torch.allclose(g, fd, atol=1e-7)
+    # implicit function theorem (grad_x f = 0): grad H = -grad2_xy g [grad2_yy g]^-1 grad_y f
+    gy = torch.func.grad(p.outer, argnums=1)(x, y)
+    Hyy = torch.func.hessian(p.inner, argnums=1)(x, y)
+    Jxy = torch.func.jacrev(torch.func.grad(p.inner, argnums=1), argnums=0)(x, y)  # d(grad_y g)/dx: [dim_y, dim_x]
+    assert torch.allclose(-Jxy.T @ torch.linalg.solve(Hyy, gy), g, atol=1e-10)
+    # the chain starts at C~ n x_0 / lam = 1
+    assert p.C_l * p.M_nn * p.x0c == pytest.approx(p.p["lam"])
+
+
+def test_f_is_L_f_smooth_with_our_L():
+    """L = 152 max(C_l, C_r)^2 (Carmon et al. 2020, Lemma 3's 152): ||grad^2 f|| <= L_f at random points, including
+    points near the chain's kinks (|C y/lam| ~ 1/2 .. 1)."""
+    p = harness.problem("ji-ncsc", T=3, mu=0.02, L_f=2.0, lam=0.7)
+    worst = 0.0
+    for s in range(30):
+        y = rand(p.dim_y, 100 + s, scale=3.0)
+        H = torch.func.hessian(p.outer, argnums=1)(p.x0(), y)
+        worst = max(worst, float(torch.linalg.matrix_norm(H, 2)))
+    assert 0 < worst <= 2.0
+    # Carmon's components: the bounds of Lemma 1
+    t = torch.linspace(-3, 3, 601, dtype=torch.float64)
+    assert float(carmon_psi(t).max()) < math.e and float(carmon_phi(t).max()) < math.sqrt(2 * math.pi * math.e)
+    assert torch.all(carmon_psi(t[t <= 0.5]) == 0)
+    assert float(carmon_psi(torch.tensor(1.0)) * torch.func.grad(carmon_phi)(torch.tensor(0.5))) > 1
+
+
+def test_zero_chain_count_on_oracle_outputs():
+    """eq. (8): from y = 0, x = 0, each grad_y g reaches one more Laplacian coordinate; y^(i)_1 needs f; x_i needs
+    y^(i)_n. A GD on g alone never leaves block 0; with f, block i's first coordinate wakes only once y^(i-1)_n does."""
+    p = harness.problem("ji-ncsc", T=2, mu=0.005)
+    n = p.n
+    y = torch.zeros(p.dim_y, dtype=torch.float64)
+    x = p.x0()
+    for k in range(1, 3 * n):
+        y = y - 0.5 * torch.func.grad(p.inner, argnums=1)(x, y)
+        Y = y.reshape(p.T + 1, n)
+        assert torch.count_nonzero(Y[0]) == min(k, n) and torch.count_nonzero(Y[1:]) == 0
+    assert float(torch.func.grad(p.inner, argnums=0)(x, y).abs().sum()) == 0.0  # x's gradient is -L_g y^(i)_n: still 0
+
+
+@pytest.mark.slow
+def test_zero_chain_claim_ci():
+    from blobench.claims.ji2025 import NCSCZeroChain
+
+    c = NCSCZeroChain()
+    assert c.evaluate("ci", False).holds and not c.evaluate("ci", True).holds
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(harness.ParameterError, match="mu < L_g/5"):
+        harness.problem("ji-ncsc", mu=0.3)
+    with pytest.raises(harness.ParameterError, match="T"):
+        harness.problem("ji-ncsc", T=0)
