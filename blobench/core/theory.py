@@ -138,6 +138,9 @@ def resolved_params(estimator: Any, problem: Any) -> dict[str, Any]:
         p["inner_lr"] = float(t.lr) if t.kind == "unrolled" else (1.0 / float(L) if L else None)
     if "solver_lr" in p and p["solver_lr"] is None:
         p["solver_lr"] = 1.0 / float(L) if L else None
+    hook = getattr(estimator, "resolved", None)  # an estimator whose defaults follow its own rule (accbio-alg1's N, M)
+    if callable(hook):
+        p.update(hook(problem))
     return p
 
 

@@ -60,6 +60,26 @@ class AccBiO(AIDBase):
         return v
 
 
+HEAVY_BALL_SOURCE = ("heavy ball with Theorem 9's lambda = 4/(sqrt(L)+sqrt(mu))^2, theta = max((1-sqrt(lambda mu))^2, "
+                     "(1-sqrt(lambda L))^2): Polyak's rate sqrt(theta) = (sqrt(kappa)-1)/(sqrt(kappa)+1) on quadratics, "
+                     "up to a factor linear in the steps (Ji & Liang 2023, Thm 9; Polyak 1964)")
+
+
+def heavy_ball_rate(c) -> float:
+    """sqrt(theta) for Theorem 9's lambda and theta: (sqrt(kappa) - 1)/(sqrt(kappa) + 1)."""
+    k = float(c["L"]) / float(c["mu"])
+    return (math.sqrt(k) - 1) / (math.sqrt(k) + 1)
+
+
+def alg1_cost(p) -> dict[str, int]:
+    """Oracle calls of one Algorithm 1 estimate (N, M as given: the battery passes explicit budgets)."""
+    n = int(p["inner_steps"]) if p.get("inner_steps") is not None else None
+    m = int(p["solver_steps"]) if p.get("solver_steps") is not None else None
+    if n is None or m is None:
+        return {}
+    return {"grad_y_g": n, "hvp": m, "jvp": 1, "grad_x_f": 1, "grad_y_f": 1}
+
+
 def heavy_ball(matvec, b, steps: int, lr: float, theta: float):
     """``steps`` iterations of the heavy-ball method on Q(v) = 1/2 v'Hv - v'b from v^0 = v^1 = 0 (Ji & Liang 2023,
     Algorithm 1, step 2): v^{t+1} = v^t - lr (H v^t - b) + theta (v^t - v^{t-1}); one H-product per iteration
@@ -98,6 +118,14 @@ class AccBiOAlgorithm1(harness.Estimator):
     Oracle accounting (tested): N grad_y g, M HV, 1 JV, 1 grad_x f, 1 grad_y f per estimate.
     """
 
+    theory = (
+        Rate("inner_steps", lambda c, p: math.sqrt(1 - math.sqrt(float(c["mu"]) / float(c["L"]))), AGD_SOURCE,
+             short="sqrt(1-1/sqrt(kappa)), AGD step 1/L"),
+        Rate("solver_steps", lambda c, p: heavy_ball_rate(c), HEAVY_BALL_SOURCE,
+             short="(sqrt(kappa)-1)/(sqrt(kappa)+1), heavy ball", poly=True),
+        CostFormula(alg1_cost, "Ji & Liang 2023, Algorithm 1: N grad_y g, M HV, 1 JV, grad_x f and grad_y f once"),
+    )
+
     outer_momentum = "nesterov"
     params = {
         "inner_steps": Param("int", optional=True, low=0, doc="N: inner AGD steps (default from steps_rule)"),
@@ -107,6 +135,13 @@ class AccBiOAlgorithm1(harness.Estimator):
         "steps_tol": Param("float", default=1e-6, low=0.0, high=1.0, low_open=True, high_open=True,
                            doc="the accuracy inside the log of N and M"),
     }
+
+    def resolved(self, problem) -> dict[str, int]:
+        """N and M as :meth:`steps` resolves them on ``problem`` (read by blobench.core.theory.resolved_params)."""
+        if problem.target.kind != "argmin" or not {"mu", "L"} <= set(problem.constants or {}):
+            return {}
+        n, m = self.steps(problem)
+        return {"inner_steps": n, "solver_steps": m}
 
     def steps(self, oracles) -> tuple[int, int]:
         """(N, M) from the parameters or ``steps_rule``."""
@@ -120,6 +155,11 @@ class AccBiOAlgorithm1(harness.Estimator):
 
     def estimate(self, oracles, x, noise, state=None):
         c = oracles.constants
+        if oracles.target.kind != "argmin" or not {"mu", "L"} <= set(c or {}):
+            from blobench.core.errors import ParameterError
+
+            raise ParameterError(f"estimator 'accbio-alg1' needs a problem-based (argmin) target with constants mu and L "
+                                 f"(Theorem 9's parameters); {oracles.problem.name!r} has neither")
         L, mu = float(c["L"]), float(c["mu"])
         N, M = self.steps(oracles)
         y0 = oracles.init_inner(x) * 0.0  # y^0 = s^0 = 0: no warm start

@@ -34,6 +34,15 @@ import torch
 from blobench import harness
 from blobench.core.estimator_base import INNER_LR, INNER_STEPS
 from blobench.core.params import Param
+from blobench.core.theory import BiasFloor, CostFormula
+
+F2BA_PLUS_SOURCE = "Chen & Zhang, arXiv 2511.22331, as run by the authors' code (TrueNobility303/F2BA, medium_sized/l2reg.py)"
+
+
+def f2ba_plus_cost(p) -> dict[str, int]:
+    """One estimate from state=None: 2K grad_y g, K grad_y f, 1 grad_x f, 2 grad_x g (module docstring)."""
+    k = int(p["inner_steps"])
+    return {"grad_y_g": 2 * k, "grad_y_f": k, "grad_x_f": 1, "grad_x_g": 2}
 
 
 def nesterov_sgd_step(p: torch.Tensor, d: torch.Tensor, buf: torch.Tensor | None, lr: float, m: float
@@ -56,6 +65,11 @@ class _F2BAPlusBase(harness.Estimator):
     vmappable = False  # the momentum buffers' first step (b = d) branches on the state
 
     def _inner(self, oracles, x, state):
+        if oracles.target.kind != "argmin":  # the penalty reformulation needs a population g (a TypeError before)
+            from blobench.core.errors import ParameterError
+
+            raise ParameterError(f"estimator {self.name!r} needs a problem-based (argmin) target; "
+                                 f"{oracles.problem.name!r} is algorithm-based (its oracles need a task)")
         K, lr, lam, m = self.inner_steps(oracles), self.inner_lr(oracles), float(self.p["penalty"]), float(self.p["inner_momentum"])
         if state is None:
             z = oracles.init_inner(x)
@@ -80,6 +94,12 @@ class F2BAPlus(_F2BAPlusBase):
     """F2BA+ as the authors' code runs it (TrueNobility303/F2BA, medium_sized/l2reg.py, F2BA with --x_momentum 0.5):
     inner Nesterov SGD (momentum 0.5) on g and on f/lambda + g, buffers and z kept across outer steps, y restarted at z."""
 
+    theory = (
+        BiasFloor("inner_steps", F2BA_PLUS_SOURCE + "; the penalty gradient is O(1/lambda) from grad Phi (F2BA, Lemma 3.1)",
+                  reason="a fixed penalty lambda leaves an O(1/lambda) bias"),
+        CostFormula(f2ba_plus_cost, F2BA_PLUS_SOURCE + " (counted per outer step)"),
+    )
+
     def estimate(self, oracles, x, noise, state=None):
         d, st = self._inner(oracles, x, state)
         return harness.Estimate(d, state=st)
@@ -90,6 +110,13 @@ class AccF2BAPlus(_F2BAPlusBase):
     """AccF2BA+ as the authors' code runs it (TrueNobility303/F2BA, medium_sized/l2reg.py, AccF2BA with --x_momentum 0.5
     --w_momentum 0.9): F2BA+ plus outer Nesterov SGD (momentum 0.9) with the restart on cnt * sum ||w_{k+1} - w_k||^2.
     Its estimate is the outer step direction (run it with the outer loop's momentum "none" and step ``outer_lr``)."""
+
+    theory = (
+        BiasFloor("inner_steps", F2BA_PLUS_SOURCE,
+                  reason="the estimate is the outer Nesterov step direction d + m b, not grad Phi, and carries F2BA's "
+                         "O(1/lambda) penalty bias"),
+        CostFormula(f2ba_plus_cost, F2BA_PLUS_SOURCE + " (counted per outer step)"),
+    )
 
     params = {**_F2BAPlusBase.params,
               "outer_momentum": Param("float", default=0.9, low=0.0, high=1.0, high_open=True, doc="--w_momentum (0.9)"),
