@@ -83,6 +83,8 @@ def _plugin_call(what: str, fn, *args, **kwargs):
         raise
     except MemoryError:
         raise BlobenchError(f"{what}: out of memory (MemoryError); try smaller parameters") from None
+    except SystemExit as exc:  # plugin code calling sys.exit() must not end the command silently
+        raise BlobenchError(f"{what} called sys.exit({exc.code!r}); a plugin must raise an exception instead") from None
     except Exception as exc:  # noqa: BLE001 - plugin code: one line (BLOBENCH_TRACEBACK=1 shows the traceback)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if "can't allocate memory" in msg or "out of memory" in msg.lower():
@@ -110,7 +112,11 @@ def cmd_estimate(a) -> int:
             x = torch.tensor([float(v) for v in a.at.split(",")], dtype=p.dtype)
         except ValueError:
             raise BlobenchError(f"--at must be x0, stationary or comma-separated numbers, got {a.at!r}") from None
+        if not bool(torch.isfinite(x).all()):
+            raise BlobenchError(f"--at must be finite coordinates, got {a.at!r}")
         x = p.as_x(x)
+    if a.samples < 2:
+        raise BlobenchError(f"--samples must be at least 2 (a confidence interval needs a sample variance), got {a.samples}")
     from blobench.measure.metrics import summarize_draws
 
     out = _plugin_call(f"estimator {a.estimator!r} on problem {a.problem!r}", harness.estimate, p, e, x,
