@@ -395,3 +395,115 @@ def test_run_files_are_created_with_the_umask_mode(in_tmp):
     assert len(files) >= 3
     for f in files:
         assert (f.stat().st_mode & 0o777) == 0o644, (f.name, oct(f.stat().st_mode))
+
+
+# -- Dask: bad addresses, a lost scheduler ---------------------------------------------------------------------
+
+def test_scheduler_that_is_not_an_address_is_one_line(in_tmp, capsys):
+    """Before: ``--scheduler notaurl`` ended in a ValueError traceback ("missing port number")."""
+    pytest.importorskip("distributed")
+    m = in_tmp / "m.toml"
+    m.write_text('name = "m"\n[[experiment]]\nproblem = "quadratic"\nproblem_params = { dim = 3 }\n'
+                 'estimator = "itd"\nmetric = "bias_variance"\nmetric_params = { samples = 2 }\n')
+    assert main(["run", str(m), "--backend", "dask", "--scheduler", "notaurl"]) == 2
+    assert "not a Dask scheduler address" in one_line(capsys.readouterr().err)
+
+
+def one_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("blobench: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_lost_scheduler_leaves_unstarted_cells_unrecorded(in_tmp):
+    """Before: when the scheduler died, every cell not yet finished was recorded ``failed`` ("worker died:
+    CancelledError"), so a plain rerun skipped them (only --retry-failed ran them again). Now they are left
+    unrecorded and the run stops with one line saying to rerun."""
+    from concurrent.futures import CancelledError
+
+    from blobench.engine.matrix import cell_key, load_matrix
+    from blobench.engine.runner import _run_dask
+    from blobench.engine.store import finished_keys
+
+    class Fut:
+        def __init__(self, res):
+            self.res = res
+
+        def result(self):
+            if isinstance(self.res, BaseException):
+                raise self.res
+            return self.res
+
+    class Client:
+        n = 0
+
+        def run(self, fn):
+            pass
+
+        def submit(self, fn, c, k, run_dir, *args, key, pure, **kw):
+            Client.n += 1
+            return Fut(fn(c, k, run_dir, *args, **kw) if Client.n == 1 else CancelledError(key))
+
+    import distributed
+
+    orig = distributed.as_completed
+    distributed.as_completed = lambda futs: list(futs)
+    cells = [(c, cell_key(c)) for c in load_matrix(_matrix("itd", problem="quadratic", seeds=(0, 1, 2))).cells]
+    run_dir = in_tmp / "runs" / "lost"
+    done = []
+    try:
+        with pytest.raises(harness.BlobenchError, match="2 cell.s. did not run.*rerun"):
+            _run_dask(Client(), cells, run_dir, (None, (), 1e12), done.append)
+    finally:
+        distributed.as_completed = orig
+    assert [r["status"] for r in done] == ["ok"] and finished_keys(run_dir) == {cells[0][1]}
+
+
+# -- run folders: damaged files are one line, duplicated cells, stale pids ----------------------------------------
+
+def _quad_run(run_id: str, estimators=("itd",)) -> Path:
+    m = {"name": "q", "seeds": [0], "experiment": [
+        {"name": "e", "problem": "quadratic", "problem_params": {"dim": 3}, "estimators": list(estimators),
+         "estimator_params": {"inner_steps": 2}, "metric": "bias_variance", "metric_params": {"samples": 2}}]}
+    return harness.run(m, run_id=run_id, progress=False)
+
+
+def test_truncated_manifest_is_one_line_and_does_not_hide_other_runs(in_tmp, capsys):
+    """Before: a truncated manifest.json was a JSONDecodeError traceback, and one such folder ended the whole
+    ``runs`` listing."""
+    bad, good = _quad_run("bad"), _quad_run("good")
+    (bad / "manifest.json").write_text('{"matrix": {"na')
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    assert "good" in out and "unreadable" in out
+    assert main(["report", str(bad), "--reports-dir", str(in_tmp / "rep")]) == 2
+    assert "manifest.json" in one_line(capsys.readouterr().err)
+
+
+def test_corrupted_current_keys_is_one_line(in_tmp):
+    """Before: a truncated current_keys.json made ``load`` (report, export) end in a JSONDecodeError traceback."""
+    run_dir = _quad_run("ck")
+    (run_dir / "current_keys.json").write_text('["abc", "de')
+    with pytest.raises(harness.BlobenchError, match="current_keys.json: unreadable") as e:
+        harness.load(run_dir)
+    assert "\n" not in str(e.value)
+
+
+def test_matrix_listing_a_cell_twice_is_complete(in_tmp):
+    """Before: the manifest counted the matrix's listed cells (itd twice: 3), the folder holds 2 distinct
+    shards, and ``runs`` said "incomplete 2/3" forever."""
+    from blobench.report.results import list_runs
+
+    _quad_run("dup", estimators=("itd", "aid-cg", "itd"))
+    row = list_runs("runs").set_index("run").loc["dup"]
+    assert (row["status"], row["cells"]) == ("complete", "2/2")
+
+
+def test_runs_does_not_trust_a_stale_pid(in_tmp):
+    """Before: a lock file left with a pid that is alive (here: this test's own process, which holds no lock)
+    made ``runs`` report the finished run as "running"."""
+    from blobench.report.results import list_runs
+
+    run_dir = _quad_run("stale")
+    (run_dir / ".lock").write_text(str(os.getpid()))
+    assert list_runs("runs").set_index("run").loc["stale", "status"] == "complete"

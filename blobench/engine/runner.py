@@ -590,6 +590,9 @@ def _dask_client(jobs: int, scheduler: str | None, quiet: bool):
             return Client(scheduler, timeout=f"{float(wait):g}s"), None
         except (OSError, TimeoutError) as exc:
             raise BlobenchError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+        except (ValueError, TypeError) as exc:  # "notaurl": no protocol/port
+            raise BlobenchError(f"--scheduler {scheduler!r} is not a Dask scheduler address (expected e.g. "
+                                f"tcp://HOST:8786): {exc}") from None
     cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
                            silence_logs=logging.ERROR if quiet else logging.WARNING)
@@ -617,15 +620,25 @@ def _run_dask(client, todo, run_dir: Path, args: tuple, _done, inputs: dict[str,
     inputs = inputs or {}
     futs = {client.submit(run_cell, c, k, str(run_dir.resolve()), 1, *args, inputs=inputs.get(k), data_dir=data_dir,
                           key=f"{prefix}-{k}", pure=False): (c, k) for c, k in todo}
+    lost: list[str] = []
+    why = ""
     for fut in as_completed(list(futs)):
         c, k = futs[fut]
         try:
             r = fut.result()
-        except Exception as exc:  # noqa: BLE001 - KilledWorker: the cell killed every worker it ran on
-            if isinstance(exc, OSError):
+        except Exception as exc:  # noqa: BLE001
+            if type(exc).__name__ == "KilledWorker":  # the cell killed every worker it ran on: its own failure
+                r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}")
+            elif isinstance(exc, OSError) and getattr(exc, "filename", None):  # a full disk writing a shard
                 raise
-            r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}")
+            else:  # the scheduler or the connection went away (cancelled, comm closed): the cell did not run
+                lost.append(k)
+                why = why or f"{type(exc).__name__}: {exc}".strip()
+                continue
         _done(r)
+    if lost:
+        raise BlobenchError(f"{len(lost)} cell(s) did not run: the Dask scheduler or the connection to it was lost "
+                            f"({why[:200]}); they are not recorded as failed: rerun the same command to resume them")
 
 
 def _estimate_note(run_dir: Path, n_todo: int, jobs: int) -> str:
@@ -732,7 +745,10 @@ def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend
 
     with RunLock(run_dir):
         remove_stale_temporaries(run_dir)
-        write_manifest(run_dir, {**manifest_for(m, jobs, backend), "plugins": paths, "cell_timeout": cell_timeout,
+        # "cells": distinct cells (a matrix listing one cell twice has one shard for it: counting the listing made
+        # ``runs`` say "incomplete 1/3" forever)
+        write_manifest(run_dir, {**manifest_for(m, jobs, backend), "cells": n_keys, "listed_cells": len(m.cells),
+                                 "plugins": paths, "cell_timeout": cell_timeout,
                                  "diverge_bound": diverge_bound, "scheduler": scheduler})
         write_current_keys(run_dir, [k for _, k in keyed])
         current = {k for _, k in keyed}

@@ -152,10 +152,31 @@ def export(run: str | Path, fmt: str, out: str | None = None, where: Any = None,
 # ----------------------------------------------------------------------------- runs
 
 def _running_pid(run_dir: Path) -> int | None:
-    """The pid of a live blobench process holding the run's lock (read, never taken), else None."""
+    """The pid of a live blobench process holding the run's lock (the lock is probed, never taken), else None.
+
+    The lock is an ``flock`` that dies with its holder: a lock file whose lock nobody holds is stale, whatever pid
+    it names (before, a pid the system had given to another program since made ``runs`` say "running")."""
+    lock = run_dir / ".lock"
     try:
-        txt = (run_dir / ".lock").read_text().strip()
-        pid = int(txt)
+        import fcntl
+
+        fd = os.open(lock, os.O_RDONLY)
+    except ImportError:  # no flock (Windows): the pid alone
+        fd = None
+    except OSError:
+        return None
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            pass  # held by a writer
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+    try:
+        pid = int(lock.read_text().strip())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
@@ -169,12 +190,19 @@ def list_runs(runs_dir: str | Path = "runs") -> pd.DataFrame:
 
     root = Path(runs_dir)
     rows = []
+    from blobench.core.errors import BlobenchError
+    from blobench.engine.store import read_current_keys
+
     for d in sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []:
-        man = read_manifest(d)
-        st = shard_statuses(d)
-        cur = d / "current_keys.json"
-        if cur.is_file():
-            keep = set(json.loads(cur.read_text()))
+        try:  # one damaged folder is one row saying so, not the end of the listing
+            man = read_manifest(d)
+            st = shard_statuses(d)
+            keep = read_current_keys(d)
+        except BlobenchError as exc:
+            rows.append({"run": d.name, "status": "unreadable", "cells": "?", "by status": str(exc)[:200],
+                         "created": "", "revision": "", "matrix": ""})
+            continue
+        if keep is not None:
             st = {k: v for k, v in st.items() if k in keep}
         counts: dict[str, int] = {}
         for v in st.values():
