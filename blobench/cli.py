@@ -52,7 +52,7 @@ def _num(v: Any) -> Any:
 def cmd_list(a) -> int:
     from blobench.core.registry import _KIND_PLURAL, catalog
 
-    cat = catalog(live=bool(a.plugin))  # cached: no torch import unless plugin files were given
+    cat = catalog(live=bool(a.plugin or os.environ.get("BLOBENCH_PLUGINS")))  # cached: no torch import unless plugin files were given
     kinds = {_KIND_PLURAL[k]: names for k, names in cat.items()}
     for kind in ([a.kind] if a.kind else ["problems", "estimators", "metrics", "claims"]):
         print(f"{kind}:")
@@ -64,7 +64,7 @@ def cmd_list(a) -> int:
 def cmd_describe(a) -> int:
     from blobench.core.registry import catalog
 
-    cat = catalog(live=bool(a.plugin))
+    cat = catalog(live=bool(a.plugin or os.environ.get("BLOBENCH_PLUGINS")))
     found = [cat[kind][a.name] for kind in ("problem", "estimator", "metric", "claim") if a.name in cat[kind]]
     for text in found:
         print(text)
@@ -333,7 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from blobench.core.registry import load_plugin_file
 
         _set_data_dir(a)
-        for f in a.plugin:
+        env_plugins = [f for f in os.environ.get("BLOBENCH_PLUGINS", "").split(os.pathsep) if f]
+        for f in dict.fromkeys([*a.plugin, *env_plugins]):  # BLOBENCH_PLUGINS counts for every command, not only run
+            if not os.path.isfile(f):
+                raise BlobenchError(f"BLOBENCH_PLUGINS names {f!r}, which does not exist" if f not in a.plugin
+                                    else f"plugin file {f!r} does not exist")
             load_plugin_file(f)
         return int(a.fn(a) or 0)
     except BlobenchError as exc:

@@ -507,3 +507,50 @@ def test_runs_does_not_trust_a_stale_pid(in_tmp):
     run_dir = _quad_run("stale")
     (run_dir / ".lock").write_text(str(os.getpid()))
     assert list_runs("runs").set_index("run").loc["stale", "status"] == "complete"
+
+
+# -- smaller items -----------------------------------------------------------------------------------------------
+
+def test_blobench_plugins_counts_outside_run(in_tmp, monkeypatch, capsys):
+    """Before: BLOBENCH_PLUGINS was read by ``run`` only: ``describe`` and ``list`` did not know its names."""
+    path = in_tmp / "envplug.py"
+    path.write_text(textwrap.dedent('''
+        from blobench import harness
+        from blobench.estimators.itd import ITD
+
+        @harness.register_estimator("adv2-env-only")
+        class EnvOnly(ITD):
+            """An estimator only BLOBENCH_PLUGINS names."""
+    '''))
+    monkeypatch.setenv("BLOBENCH_PLUGINS", str(path))
+    assert main(["describe", "adv2-env-only"]) == 0
+    assert "only BLOBENCH_PLUGINS names" in capsys.readouterr().out
+    assert main(["list", "estimators"]) == 0
+    assert "adv2-env-only" in capsys.readouterr().out
+
+
+def test_where_with_double_equals_is_not_an_empty_slice():
+    """Before: ``--where estimator==itd`` compared the estimator with "=itd" and silently gave an empty slice."""
+    from blobench.report.results import apply_where, parse_where
+
+    assert parse_where(["estimator==itd"]) == [("estimator", "=", "itd")]
+    df = pd.DataFrame({"estimator": ["itd", "aid-cg"], "value": [1.0, 2.0]})
+    assert apply_where(df, ["estimator==itd"])["value"].tolist() == [1.0]
+    with pytest.raises(harness.BlobenchError, match="KEY=VALUE"):
+        parse_where(["estimator===itd"])
+
+
+def test_another_matrix_into_the_same_folder_is_warned(in_tmp, capsys):
+    """Before: a copy-pasted matrix keeping the first one's ``name`` ran into the same folder and hid the first
+    matrix's results from load and report without a word."""
+    first = {"name": "same", "seeds": [0], "experiment": [
+        {"name": "a", "problem": "quadratic", "problem_params": {"dim": 3}, "estimator": "itd",
+         "estimator_params": {"inner_steps": 2}, "metric": "bias_variance", "metric_params": {"samples": 2}}]}
+    second = {**first, "experiment": [{**first["experiment"][0], "name": "b", "estimator": "aid-cg"}]}
+    harness.run(first, progress=False)
+    capsys.readouterr()
+    harness.run(first, progress=False)  # the same matrix again: a resume, nothing to say
+    assert "warning" not in capsys.readouterr().err
+    harness.run(second, progress=False)
+    err = capsys.readouterr().err
+    assert "warning" in err and "another matrix" in err and "1 of its cells" in err

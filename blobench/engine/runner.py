@@ -733,6 +733,26 @@ def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_di
                     cluster.close()
 
 
+def _warn_hidden(run_dir: Path, m: Matrix, keys: set[str], progress: bool) -> None:
+    """One warning line when this matrix replaces another one in the folder: the cells of the matrix last run here
+    that this one lacks stay on disk but ``load`` and ``report`` stop showing them (before: silently, e.g. a
+    copy-pasted matrix keeping the other's ``name``)."""
+    from blobench.engine.store import read_current_keys, read_manifest
+
+    if not (run_dir / "manifest.json").is_file():
+        return
+    try:
+        old_keys = read_current_keys(run_dir) or set()
+        old = read_manifest(run_dir)
+    except BlobenchError:
+        return
+    gone = old_keys - keys
+    if gone and old.get("matrix") != m.source:
+        print(f"blobench: warning: {run_dir} held the results of another matrix ({old.get('matrix_path', '?')}); "
+              f"{len(gone)} of its cells are not in {m.path} and will no longer be shown (they stay on disk; "
+              "--run-id gives this matrix its own folder)", file=sys.stderr)
+
+
 def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend: str, client, scheduler,
                 paths: list[str], cell_timeout, diverge_bound: float, retry_failed: bool, progress: bool,
                 t_start: float, inputs: dict[str, dict[str, str]] | None = None) -> Path:
@@ -745,6 +765,7 @@ def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend
 
     with RunLock(run_dir):
         remove_stale_temporaries(run_dir)
+        _warn_hidden(run_dir, m, {k for _, k in keyed}, progress)
         # "cells": distinct cells (a matrix listing one cell twice has one shard for it: counting the listing made
         # ``runs`` say "incomplete 1/3" forever)
         write_manifest(run_dir, {**manifest_for(m, jobs, backend), "cells": n_keys, "listed_cells": len(m.cells),

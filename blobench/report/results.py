@@ -32,7 +32,7 @@ from blobench.core.errors import BlobenchError
 # numpy and pandas are imported inside the functions: building the CLI parser (add_parsers) stays cheap
 
 PARAM_COLUMNS = ("estimator_params", "problem_params", "metric_params")
-_TERM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(!=|<=|>=|=|<|>)\s*(.*)$")
+_TERM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(==|!=|<=|>=|=|<|>)\s*(.*)$")
 #: identity of a cell across runs (its key also hashes code, so it changes when code changes)
 CELL_ID = ["experiment", "problem", "problem_params", "estimator", "estimator_params", "metric", "metric_params",
            "seed", "device"]
@@ -56,7 +56,12 @@ def parse_where(where: Any) -> list[tuple[str, str, str]]:
         m = _TERM.match(str(term))
         if not m or not m.group(3).strip():
             raise BlobenchError(f"--where expects KEY=VALUE (or !=, <, <=, >, >=), got {term!r}")
-        out.append((m.group(1), m.group(2), m.group(3).strip()))
+        op, val = m.group(2), m.group(3).strip()
+        if op == "==":  # the Python spelling means the same (before: "estimator==itd" compared with "=itd": empty slice)
+            op = "="
+        if op in ("=", "!=") and val.startswith("="):
+            raise BlobenchError(f"--where expects KEY=VALUE (or !=, <, <=, >, >=), got {term!r}")
+        out.append((m.group(1), op, val))
     return out
 
 
