@@ -554,3 +554,37 @@ def test_another_matrix_into_the_same_folder_is_warned(in_tmp, capsys):
     harness.run(second, progress=False)
     err = capsys.readouterr().err
     assert "warning" in err and "another matrix" in err and "1 of its cells" in err
+
+
+# -- tracebacks instead of one line ------------------------------------------------------------------------------
+
+def test_latin1_matrix_file_is_one_line(in_tmp, capsys):
+    """Before: a matrix saved as latin-1 (a "é" in a description) was a UnicodeDecodeError traceback."""
+    m = in_tmp / "m.toml"
+    m.write_bytes('name = "m"\ndescription = "r\xe9sum\xe9"\n'.encode("latin-1"))
+    assert main(["run", str(m)]) == 2
+    assert "not UTF-8" in one_line(capsys.readouterr().err)
+
+
+def test_compare_with_a_run_without_shards_is_one_line(in_tmp, capsys):
+    """Before: ``compare`` with a run that has no shards ended in a KeyError traceback."""
+    good = _quad_run("full")
+    empty = in_tmp / "runs" / "empty"
+    empty.mkdir()
+    (empty / "manifest.json").write_text(json.dumps({"cells": 1, "name": "q"}))
+    assert main(["compare", str(good), str(empty)]) == 2
+    assert "no finished cells" in one_line(capsys.readouterr().err)
+
+
+def test_parquet_export_of_a_sweep_mixing_floats_and_strings(in_tmp):
+    """Before: a sweep ``q = [0.5, "adaptive"]`` gave an ``ep_q`` column of floats and strings that pyarrow refused
+    (ArrowTypeError traceback from ``export --format parquet``)."""
+    from blobench.report.results import export
+
+    m = {"name": "mixed", "seeds": [0], "experiment": [
+        {"name": "u", "problem": "meta-linreg", "problem_params": {"dim": 2, "unroll_steps": 2}, "estimator": "ufo",
+         "estimator_params": {"q": [0.5, "adaptive"]}, "metric": "bias_variance", "metric_params": {"samples": 2}}]}
+    run_dir = harness.run(m, progress=False)
+    out = export(run_dir, "parquet", str(in_tmp / "x.parquet"))
+    back = pd.read_parquet(out)
+    assert sorted(back["ep_q"].unique()) == ["0.5", "adaptive"]

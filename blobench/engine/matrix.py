@@ -123,7 +123,10 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
     if not path.is_file():
         raise MatrixError(f"matrix file {where!r} does not exist")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:  # e.g. a latin-1 file: TOML is UTF-8
+        raise MatrixError(f"{where}: not UTF-8 text (byte {exc.start}: {exc.reason}); TOML files are UTF-8: re-save "
+                          "it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise MatrixError(f"{where}: not valid TOML: {exc}") from exc
 

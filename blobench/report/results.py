@@ -148,10 +148,22 @@ def export(run: str | Path, fmt: str, out: str | None = None, where: Any = None,
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
-        df.to_parquet(path, index=False)
+        _parquet_safe(df).to_parquet(path, index=False)
     else:
         path.write_text(text)
     return str(path)
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Object columns mixing value types (a sweep ``q = [0.5, "adaptive"]`` gives a column of floats and strings,
+    which pyarrow refuses) written as text, missing values kept missing; other columns unchanged."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            kinds = {type(v) for v in out[col] if v is not None and not (isinstance(v, float) and v != v)}
+            if len(kinds) > 1:
+                out[col] = out[col].map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+    return out
 
 
 # ----------------------------------------------------------------------------- runs
@@ -254,7 +266,11 @@ def compare_runs(run_a: str | Path, run_b: str | Path, rtol: float = 1e-9, where
     from blobench.engine.store import load, read_manifest, resolve_run
 
     da, db = resolve_run(run_a), resolve_run(run_b)
-    A, B = apply_where(load(da), where), apply_where(load(db), where)
+    A, B = load(da), load(db)
+    for d, name in ((A, da), (B, db)):
+        if d.empty:
+            raise BlobenchError(f"run {str(name)!r} has no finished cells (no shards) to compare")
+    A, B = apply_where(A, where), apply_where(B, where)
     for d in (A, B):
         for c in CELL_ID + ROW_ID:
             if c not in d:
