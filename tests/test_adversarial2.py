@@ -588,3 +588,21 @@ def test_parquet_export_of_a_sweep_mixing_floats_and_strings(in_tmp):
     out = export(run_dir, "parquet", str(in_tmp / "x.parquet"))
     back = pd.read_parquet(out)
     assert sorted(back["ep_q"].unique()) == ["0.5", "adaptive"]
+
+
+def test_syntax_error_in_a_new_plugin_module_is_one_line(in_tmp, monkeypatch):
+    """Before: a syntax error in a new ``estimators/my_method.py`` (the README's one-file way) made ``list``,
+    ``describe`` and ``run`` end in a SyntaxError traceback."""
+    import blobench.engine.discovery as D
+    from blobench.core.errors import PluginError
+
+    pkg = in_tmp / "adv2pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "my_method.py").write_text("def broken(:\n    pass\n")
+    monkeypatch.syspath_prepend(str(in_tmp))
+    monkeypatch.setattr(D, "PACKAGES", ("adv2pkg",))
+    monkeypatch.setattr(D, "GROUPS", ())
+    with pytest.raises(PluginError, match=r"my_method.py: syntax error at line 1") as e:
+        D.discover_all()
+    assert "\n" not in str(e.value)
