@@ -606,3 +606,10 @@ def test_syntax_error_in_a_new_plugin_module_is_one_line(in_tmp, monkeypatch):
     with pytest.raises(PluginError, match=r"my_method.py: syntax error at line 1") as e:
         D.discover_all()
     assert "\n" not in str(e.value)
+
+
+def test_truncate_beyond_inner_steps_is_refused():
+    """Before: itd-truncated with truncate=50 > inner_steps=10 was accepted and silently clipped to 10."""
+    with pytest.raises(harness.BlobenchError, match="truncate=50 exceeds inner_steps=10"):
+        harness.estimator("itd-truncated", inner_steps=10, truncate=50)
+    assert harness.estimator("itd-truncated", inner_steps=10, truncate=10).p["truncate"] == 10
