@@ -613,3 +613,13 @@ def test_truncate_beyond_inner_steps_is_refused():
     with pytest.raises(harness.BlobenchError, match="truncate=50 exceeds inner_steps=10"):
         harness.estimator("itd-truncated", inner_steps=10, truncate=50)
     assert harness.estimator("itd-truncated", inner_steps=10, truncate=10).p["truncate"] == 10
+
+
+def test_compare_of_long_run_ids_writes_its_page(in_tmp, capsys):
+    """Before: two run ids of 150 characters made the page folder ``compare-A-vs-B`` longer than a file name may
+    be (OSError: File name too long)."""
+    a, b = "a" * 150, "b" * 150
+    _quad_run(a), _quad_run(b)
+    assert main(["compare", a, b]) == 0
+    pages = list((in_tmp / "reports").iterdir())
+    assert len(pages) == 1 and len(pages[0].name) <= 120

@@ -154,6 +154,18 @@ def export(run: str | Path, fmt: str, out: str | None = None, where: Any = None,
     return str(path)
 
 
+def compare_folder_name(a: str, b: str, limit: int = 120) -> str:
+    """``compare-A-vs-B``; when that is longer than ``limit`` characters (two long run ids passed the file system's
+    255-byte name limit, and ``compare`` failed on the page's folder), each id is cut and a digest of both added."""
+    import hashlib
+
+    name = f"compare-{a}-vs-{b}"
+    if len(name.encode()) <= limit:
+        return name
+    tag = hashlib.sha256(f"{a}\0{b}".encode()).hexdigest()[:10]
+    return f"compare-{a[:40]}-vs-{b[:40]}-{tag}"
+
+
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
     """Object columns mixing value types (a sweep ``q = [0.5, "adaptive"]`` gives a column of floats and strings,
     which pyarrow refuses) written as text, missing values kept missing; other columns unchanged."""
@@ -446,7 +458,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         print("\nmanifest differences:")
         print_table(ch.drop(columns=["changed"]))
     if not a.no_report:
-        out = Path(a.out) if a.out else Path(a.reports_dir) / f"compare-{cmp['a'].name}-vs-{cmp['b'].name}"
+        out = Path(a.out) if a.out else Path(a.reports_dir) / compare_folder_name(cmp["a"].name, cmp["b"].name)
         print(f"\n{write_compare_report(cmp, out)}")
     return 0
 
