@@ -623,3 +623,67 @@ def test_compare_of_long_run_ids_writes_its_page(in_tmp, capsys):
     assert main(["compare", a, b]) == 0
     pages = list((in_tmp / "reports").iterdir())
     assert len(pages) == 1 and len(pages[0].name) <= 120
+
+
+# -- the local pool's start-up -----------------------------------------------------------------------------------
+
+START_PLUGIN = textwrap.dedent('''
+    """Misbehaves at import, in pool workers only: MODE=kill-once SIGKILLs the first worker that imports it (as the
+    out-of-memory killer would while torch loads); MODE=hang sleeps forever (an import stuck on a network drive)."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from blobench import harness
+    from blobench.estimators.itd import ITD
+
+    if "_cellproc" in sys.argv[0]:
+        mode, marker = os.environ.get("ADV2_START_MODE"), os.environ.get("ADV2_START_MARKER", "")
+        if mode == "kill-once" and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "hang":
+            time.sleep(3600)
+
+
+    @harness.register_estimator("adv2-start")
+    class Start(ITD):
+        """ITD, from a plugin that misbehaves while workers start."""
+''')
+
+
+def _start_matrix(tmp: Path) -> Path:
+    m = tmp / "start.toml"
+    m.write_text('name = "start"\nseeds = [0, 1]\n[[experiment]]\nproblem = "quadratic"\nproblem_params = { dim = 3 }\n'
+                 'estimator = "adv2-start"\nestimator_params = { inner_steps = 2 }\nmetric = "bias_variance"\n'
+                 'metric_params = { samples = 2 }\n')
+    return m
+
+
+def _cli_run(tmp: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    plugin = tmp / "start_plugin.py"
+    plugin.write_text(START_PLUGIN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    return subprocess.run([sys.executable, "-m", "blobench", "--plugin", str(plugin), "run", str(_start_matrix(tmp)),
+                           "-j", "2", "-q"], cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_worker_killed_while_starting_is_replaced(in_tmp):
+    """Before: a pool worker SIGKILLed while importing torch and the plugins aborted the whole run ("a worker
+    process died while starting"), although one killed in a cell is replaced."""
+    r = _cli_run(in_tmp, {"ADV2_START_MODE": "kill-once", "ADV2_START_MARKER": str(in_tmp / "killed")}, 300)
+    assert (in_tmp / "killed").exists()
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(harness.load(in_tmp / "runs" / "start")["status"].unique()) == ["ok"]
+
+
+def test_worker_whose_start_hangs_stops_the_run_with_one_line(in_tmp):
+    """Before: a plugin import that hangs only in workers hung the run forever, silently (start-up was outside
+    every deadline)."""
+    try:
+        r = _cli_run(in_tmp, {"ADV2_START_MODE": "hang", "BLOBENCH_START_TIMEOUT": "5"}, 120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the run hung on a worker that never started")
+    assert r.returncode == 2
+    assert "did not start within 5 s" in one_line(r.stderr)
