@@ -687,3 +687,17 @@ def test_worker_whose_start_hangs_stops_the_run_with_one_line(in_tmp):
         pytest.fail("the run hung on a worker that never started")
     assert r.returncode == 2
     assert "did not start within 5 s" in one_line(r.stderr)
+
+
+def test_catalog_cache_of_another_shape_is_rebuilt(in_tmp, monkeypatch, capsys):
+    """Before: a catalog cache file of another shape (a list, another version's layout) under the current
+    fingerprint made ``list`` and ``describe`` end in a traceback."""
+    from blobench.core.registry import _fingerprint
+
+    monkeypatch.setenv("BLOBENCH_CACHE_DIR", str(in_tmp / "cache"))
+    (in_tmp / "cache").mkdir()
+    (in_tmp / "cache" / f"catalog-{_fingerprint()}.json").write_text('[["itd", "aid-cg"]]')
+    assert main(["list", "estimators"]) == 0
+    assert "aid-cg" in capsys.readouterr().out
+    (in_tmp / "cache" / f"catalog-{_fingerprint()}.json").write_text('{"problem": 1}')
+    assert main(["describe", "itd"]) == 0

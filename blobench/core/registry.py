@@ -373,7 +373,12 @@ def catalog(live: bool = False) -> dict[str, dict[str, str]]:
     if not live:
         try:
             path = _cache_dir() / f"catalog-{_fingerprint()}.json"
-            return json.loads(path.read_text())
+            cached = json.loads(path.read_text())
+            # a cache of another shape (another blobench version, a hand-edited or foreign file) is rebuilt, never
+            # trusted: before, `list` and `describe` ended in a KeyError/AttributeError traceback on one
+            if (isinstance(cached, dict) and set(cached) == set(_REGS)
+                    and all(isinstance(v, dict) and all(isinstance(t, str) for t in v.values()) for v in cached.values())):
+                return cached
         except (OSError, ValueError):
             pass
     discover()
