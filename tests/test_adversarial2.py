@@ -701,3 +701,14 @@ def test_catalog_cache_of_another_shape_is_rebuilt(in_tmp, monkeypatch, capsys):
     assert "aid-cg" in capsys.readouterr().out
     (in_tmp / "cache" / f"catalog-{_fingerprint()}.json").write_text('{"problem": 1}')
     assert main(["describe", "itd"]) == 0
+
+
+def test_each_shard_records_the_divergence_bound_that_decided_it(in_tmp):
+    """Before: only the manifest held the bound, and a resume with another ``--diverge-bound`` overwrote it: the
+    statuses of the cells it skipped no longer said which bound had decided them."""
+    m = _matrix("itd", problem="quadratic", seeds=(0,))
+    run_dir = harness.run(m, progress=False, diverge_bound=1e9)
+    m2 = _matrix("itd", problem="quadratic", seeds=(0, 1))
+    harness.run(m2, progress=False, diverge_bound=1e6)
+    df = harness.load(run_dir)
+    assert dict(zip(df["seed"], df["diverge_bound"])) == {0: 1e9, 1: 1e6}

@@ -127,7 +127,7 @@ def _divergence(rows: list[dict[str, Any]], bound: float) -> str:
 
 
 def _cell_frame(cell: Cell, key: str, status: str, message: str, tb: str, rows: list[dict[str, Any]],
-                secs: float):
+                secs: float, bound: float = DIVERGE_BOUND):
     import pandas as pd
 
     base = {
@@ -136,6 +136,9 @@ def _cell_frame(cell: Cell, key: str, status: str, message: str, tb: str, rows: 
         "estimator_params": _jsonable(cell.estimator_params), "metric": cell.metric,
         "metric_params": _jsonable(cell.metric_params), "seed": cell.seed, "device": cell.device,
         "status": status, "message": message, "traceback": tb, "cell_seconds": secs,
+        # the divergence bound that decided this shard's status (a resume with another --diverge-bound rewrites the
+        # manifest, not the shards it skips)
+        "diverge_bound": float(bound),
     }
     for k, v in cell.problem_params.items():
         base[f"pp_{k}"] = v
@@ -152,9 +155,9 @@ def _cell_frame(cell: Cell, key: str, status: str, message: str, tb: str, rows: 
 
 
 def record_cell(cell: Cell, key: str, run_dir: str | Path, status: str, message: str, secs: float = 0.0,
-                tb: str = "") -> dict[str, Any]:
+                tb: str = "", bound: float = DIVERGE_BOUND) -> dict[str, Any]:
     """Write the shard of a cell that produced no rows (died, timed out) from outside its worker."""
-    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, [], secs))
+    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, [], secs, bound))
     return {"key": key, "status": status, "message": message, "seconds": secs, "label": cell.label()}
 
 
@@ -249,7 +252,7 @@ def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: floa
         status, message, tb, rows = ("failed", f"the cell called sys.exit({exc.code!r}) (SystemExit); a plugin must "
                                      "raise an exception instead", traceback.format_exc(), [])
     secs = time.perf_counter() - t0
-    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, rows, secs))
+    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, rows, secs, diverge_bound))
     return {"key": key, "status": status, "message": message, "seconds": secs, "label": cell.label()}
 
 
@@ -320,7 +323,8 @@ def run_cell_isolated(cell: Cell, key: str, run_dir: str, timeout: float, plugin
         if not first.wait(start_timeout()):  # imports (torch, the plugins) hang: outside the cell's deadline, not forever
             proc.kill()
             proc.wait()
-            return record_cell(cell, key, run_dir, "failed", _start_msg(), time.perf_counter() - t0)
+            return record_cell(cell, key, run_dir, "failed", _start_msg(), time.perf_counter() - t0,
+                               bound=diverge_bound)
         t0 = time.perf_counter()  # the child said it is ready (imports done): the deadline starts now
         if bytes(buf[:1]) == b"R":
             try:
@@ -328,7 +332,8 @@ def run_cell_isolated(cell: Cell, key: str, run_dir: str, timeout: float, plugin
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                return record_cell(cell, key, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - t0)
+                return record_cell(cell, key, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - t0,
+                                   bound=diverge_bound)
         else:
             proc.wait()
         reader.join(30)
@@ -338,7 +343,8 @@ def run_cell_isolated(cell: Cell, key: str, run_dir: str, timeout: float, plugin
             if isinstance(res, BaseException):
                 raise _as_error(res)
             return res
-        return record_cell(cell, key, run_dir, "failed", _died(proc.returncode), time.perf_counter() - t0)
+        return record_cell(cell, key, run_dir, "failed", _died(proc.returncode), time.perf_counter() - t0,
+                           bound=diverge_bound)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -506,14 +512,16 @@ class _Pool:
                     except (EOFError, OSError):  # no answer: the worker died with the cell
                         code = w.exitcode
                         w.kill()
-                        res = record_cell(c, k, run_dir, "failed", _died(code), time.perf_counter() - w.t0)
+                        res = record_cell(c, k, run_dir, "failed", _died(code), time.perf_counter() - w.t0,
+                                          bound=bound)
                         self.workers[i] = w = _Worker(self.plugins)
                     else:
                         if tag == "error":
                             raise _as_error(res)
                 elif timeout and time.perf_counter() - w.t0 >= timeout:
                     w.kill()  # reaped before the shard is written: the worker can no longer write
-                    res = record_cell(c, k, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - w.t0)
+                    res = record_cell(c, k, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - w.t0,
+                                      bound=bound)
                     self.workers[i] = w = _Worker(self.plugins)
                 if res is not None:
                     w.task = None
@@ -628,7 +636,7 @@ def _run_dask(client, todo, run_dir: Path, args: tuple, _done, inputs: dict[str,
             r = fut.result()
         except Exception as exc:  # noqa: BLE001
             if type(exc).__name__ == "KilledWorker":  # the cell killed every worker it ran on: its own failure
-                r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}")
+                r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}", bound=args[2])
             elif isinstance(exc, OSError) and getattr(exc, "filename", None):  # a full disk writing a shard
                 raise
             else:  # the scheduler or the connection went away (cancelled, comm closed): the cell did not run
