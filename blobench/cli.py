@@ -52,7 +52,7 @@ def _num(v: Any) -> Any:
 def cmd_list(a) -> int:
     from blobench.core.registry import _KIND_PLURAL, catalog
 
-    cat = catalog(live=bool(a.plugin))  # cached: no torch import unless plugin files were given
+    cat = catalog(live=bool(a.plugin or os.environ.get("BLOBENCH_PLUGINS")))  # cached: no torch import unless plugin files were given
     kinds = {_KIND_PLURAL[k]: names for k, names in cat.items()}
     for kind in ([a.kind] if a.kind else ["problems", "estimators", "metrics", "claims"]):
         print(f"{kind}:")
@@ -64,7 +64,7 @@ def cmd_list(a) -> int:
 def cmd_describe(a) -> int:
     from blobench.core.registry import catalog
 
-    cat = catalog(live=bool(a.plugin))
+    cat = catalog(live=bool(a.plugin or os.environ.get("BLOBENCH_PLUGINS")))
     found = [cat[kind][a.name] for kind in ("problem", "estimator", "metric", "claim") if a.name in cat[kind]]
     for text in found:
         print(text)
@@ -83,6 +83,8 @@ def _plugin_call(what: str, fn, *args, **kwargs):
         raise
     except MemoryError:
         raise BlobenchError(f"{what}: out of memory (MemoryError); try smaller parameters") from None
+    except SystemExit as exc:  # plugin code calling sys.exit() must not end the command silently
+        raise BlobenchError(f"{what} called sys.exit({exc.code!r}); a plugin must raise an exception instead") from None
     except Exception as exc:  # noqa: BLE001 - plugin code: one line (BLOBENCH_TRACEBACK=1 shows the traceback)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if "can't allocate memory" in msg or "out of memory" in msg.lower():
@@ -110,7 +112,11 @@ def cmd_estimate(a) -> int:
             x = torch.tensor([float(v) for v in a.at.split(",")], dtype=p.dtype)
         except ValueError:
             raise BlobenchError(f"--at must be x0, stationary or comma-separated numbers, got {a.at!r}") from None
+        if not bool(torch.isfinite(x).all()):
+            raise BlobenchError(f"--at must be finite coordinates, got {a.at!r}")
         x = p.as_x(x)
+    if a.samples < 2:
+        raise BlobenchError(f"--samples must be at least 2 (a confidence interval needs a sample variance), got {a.samples}")
     from blobench.measure.metrics import summarize_draws
 
     out = _plugin_call(f"estimator {a.estimator!r} on problem {a.problem!r}", harness.estimate, p, e, x,
@@ -451,7 +457,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from blobench.core.registry import load_plugin_file
 
         _set_data_dir(a)
-        for f in a.plugin:
+        env_plugins = [f for f in os.environ.get("BLOBENCH_PLUGINS", "").split(os.pathsep) if f]
+        for f in dict.fromkeys([*a.plugin, *env_plugins]):  # BLOBENCH_PLUGINS counts for every command, not only run
+            if not os.path.isfile(f):
+                raise BlobenchError(f"BLOBENCH_PLUGINS names {f!r}, which does not exist" if f not in a.plugin
+                                    else f"plugin file {f!r} does not exist")
             load_plugin_file(f)
         return int(a.fn(a) or 0)
     except BlobenchError as exc:

@@ -18,6 +18,16 @@ Cells whose results changed, by design (not compared):
   (both from the stationary point; the iterates and grad_norm_sq are bit-identical). The
   quadratic's stationary point came from torch.linalg.lstsq's default driver (gelsy), whose last bits
   varied from run to run (so "before" had no single value); it now uses gelsd (deterministic).
+
+Cells whose last bits changed with issue 23, by design (not compared: :func:`unchanged_by_issue_23`):
+- every logreg-l2 cell: its Newton solves no longer warm-start from the previous solve of the same instance
+  (the old bits depended on which points the process had solved before, so "before" had no single value
+  either: tests/test_adversarial2.py);
+- every bias_variance cell (the vmapped draws): each vmapped call now runs a multiple of
+  ``sampling.ROW_ALIGN`` = 24 rows. MKL's float64 GEMM on AVX-512 computes the last ``m mod 12`` rows of a call
+  with an edge kernel that rounds differently, so before, a draw's bits depended on its position in its call,
+  i.e. on ``chunk`` (tests/test_sampling.py failed when run alone). Cells computed through calls whose row
+  count was already a multiple of 12 are unchanged; the others differ in the last bits.
 """
 from __future__ import annotations
 
@@ -32,6 +42,11 @@ CHANGED = {
     "quadratic(dim=10,kappa=4) x itd(inner_steps=5,warm_start=True) / convergence seed=0 cpu",
     "quadratic(dim=10,kappa=4,noise=0.1) x stocbio(batch_size=16,inner_steps=5,solver_steps=3) / convergence seed=0 cpu",
 }
+def unchanged_by_issue_23(label: str) -> bool:
+    """False for the cells whose bits issue 23 changed on purpose (module docstring)."""
+    return not (label.startswith("logreg-l2(") or " / bias_variance " in label)
+
+
 FAST = ["quadratic-stochastic-bias-variance", "ji-stocbio-bias-variance", "ji-itd-truncated-error",
         "logreg-l2-error-vs-inner-steps", "ji-error-vs-solver-steps"]
 
@@ -62,8 +77,10 @@ def _check(reference: dict[str, str], experiments, keep=lambda label: True) -> i
 def test_default_matrix_subset_bit_identical_to_before(before_dir):
     ref = _before(before_dir, FAST)
     assert len(ref) == 26
-    # every cell of each fast experiment; the stochastic ones at every batch size
-    assert _check(ref, FAST) == 26
+    # every cell of each fast experiment that issue 23 left alone
+    kept = [label for label in ref if label not in CHANGED and unchanged_by_issue_23(label)]
+    assert len(kept) >= 4
+    assert _check(ref, FAST, keep=unchanged_by_issue_23) == len(kept)
 
 
 def test_the_comparison_sees_a_one_ulp_change(before_dir, monkeypatch):
@@ -88,4 +105,5 @@ def test_the_comparison_sees_a_one_ulp_change(before_dir, monkeypatch):
 @pytest.mark.slow
 def test_whole_default_matrix_bit_identical_to_before(before_dir):
     ref = _before(before_dir, None)
-    assert _check(ref, None) == len(set(ref) - CHANGED)
+    kept = {label for label in set(ref) - CHANGED if unchanged_by_issue_23(label)}
+    assert _check(ref, None, keep=unchanged_by_issue_23) == len(kept)

@@ -12,6 +12,12 @@ command. Two file formats:
 A missing file raises :class:`DataError`, which the CLI prints as one line naming the file, the folder
 to put it in and where to get it (exit 2). A file's sha256 (:func:`file_digest`) enters the cache key of
 the cells that read it (:func:`blobench.engine.matrix.cell_key`), so a changed file recomputes them.
+
+What is read is what is hashed (issue 23): each loader reads the file's bytes once, parses those bytes and
+records their sha256 in :data:`READS` (resolved path -> sha256), so the runner can check, after a cell, that
+the bytes the cell used are the bytes its key names (a file edited during a run fails its later cells
+instead of storing their numbers under the old file's key). Loaded data is validated: non-finite features
+and negative class labels are one-line :class:`DataError` naming the file.
 """
 from __future__ import annotations
 
@@ -40,7 +46,35 @@ DEFAULT_SOURCE = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/"
 
 
 class DataError(BlobenchError):
-    """A data file is missing or unreadable."""
+    """A data file is missing, unreadable or holds invalid values."""
+
+
+#: resolved path -> sha256 (hex) of the bytes this process last parsed from it (see the module docstring)
+READS: dict[str, str] = {}
+#: every read of this process in order, (resolved path, sha256): the runner looks at the reads of one cell
+READ_LOG: list[tuple[str, str]] = []
+
+
+def read_bytes(path: Path) -> bytes:
+    """A data file's bytes, their sha256 recorded in :data:`READS` under the resolved path."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"data file {str(path)!r} cannot be read ({exc.strerror or exc})") from None
+    key, digest = str(Path(path).resolve()), hashlib.sha256(data).hexdigest()
+    READS[key] = digest
+    READ_LOG.append((key, digest))
+    del READ_LOG[:-100000]
+    return data
+
+
+def _check_finite(path: Path, X: Any) -> None:
+    vals = X.data if hasattr(X, "tocsr") else np.asarray(X)
+    bad = ~np.isfinite(vals)
+    if bad.any():
+        kinds = sorted({"NaN" if np.isnan(v) else "Inf" for v in np.asarray(vals)[bad].ravel()[:1000]})
+        raise DataError(f"data file {str(path)!r}: {int(bad.sum())} feature value(s) are {'/'.join(kinds)}; "
+                        "features must be finite numbers")
 
 
 def data_dir() -> Path:
@@ -79,20 +113,29 @@ def load_libsvm(name: str, dense: bool = True) -> tuple[Any, np.ndarray]:
     scipy CSR matrix with ``dense=False`` (20news has 62061 columns: select rows/columns before densifying)."""
     from sklearn.datasets import load_svmlight_file
 
+    import io
+
     path = data_path(name)
+    raw = read_bytes(path)
     try:
-        X, y = load_svmlight_file(str(path), dtype=np.float64)
+        X, y = load_svmlight_file(io.BytesIO(raw), dtype=np.float64)
     except (ValueError, OSError) as exc:
         raise DataError(f"data file {str(path)!r} is not in libsvm format ({exc})") from None
+    _check_finite(path, X)
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"data file {str(path)!r}: {int((~np.isfinite(y)).sum())} label(s) are not finite")
     return (np.asarray(X.todense()) if dense else X.tocsr()), np.asarray(y, dtype=np.float64)
 
 
 def load_npz(name: str) -> tuple[np.ndarray, np.ndarray]:
     """(X float64 [n, d], y int64 [n]) from an .npz file in the data folder holding arrays ``X`` and ``y``
     (see the module docstring); DataError (one line) if it is missing, unreadable or shaped otherwise."""
+    import io
+
     path = data_path(name)
+    raw = read_bytes(path)
     try:
-        with np.load(str(path), allow_pickle=False) as z:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             missing = [k for k in ("X", "y") if k not in z.files]
             if missing:
                 raise DataError(f"data file {str(path)!r} lacks array(s) {', '.join(missing)}: expected an .npz "
@@ -108,6 +151,12 @@ def load_npz(name: str) -> tuple[np.ndarray, np.ndarray]:
                         f"y {list(y.shape)}")
     if not np.issubdtype(y.dtype, np.integer) and not np.all(np.asarray(y) == np.round(y)):
         raise DataError(f"data file {str(path)!r}: y must hold integer class labels, got dtype {y.dtype}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise DataError(f"data file {str(path)!r}: X must hold numbers, got dtype {X.dtype}")
+    _check_finite(path, X)
+    if len(y) and int(np.min(y)) < 0:
+        raise DataError(f"data file {str(path)!r}: y holds {int((y < 0).sum())} negative label(s) (min {int(np.min(y))}); "
+                        "class labels are 0..C-1")
     return X.astype(np.float64), y.astype(np.int64)
 
 

@@ -18,6 +18,9 @@ T = TypeVar("T")
 
 _discovered = False
 _plugin_files: dict[str, str] = {}  # registered name (kind:name) -> source file
+#: plugin file (absolute path) -> sha256 (hex) of the source bytes this process executed (load_plugin_file): what a
+#: cell ran, which the runner compares with the digest its cell key was made from (issue 23)
+PLUGIN_DIGESTS: dict[str, str] = {}
 
 
 class Registry(Generic[T]):
@@ -29,6 +32,15 @@ class Registry(Generic[T]):
         if not isinstance(name, str) or not name:
             raise BlobenchError(f"{self.kind} names must be non-empty strings, got {name!r}")
         check_contract(self.kind, name, obj)
+        old = self._items.get(name)
+        old_mod = getattr(old, "__module__", "") or ""
+        new_mod = getattr(obj, "__module__", "") or ""
+        if old is not None and old is not obj and old_mod != new_mod and old_mod.startswith("blobench."):
+            from blobench.core.errors import PluginError
+
+            where = _plugin_files.get(f"{self.kind}:{name}", old_mod)
+            raise PluginError(f"{self.kind} {name!r} is a built-in name (defined in {where}); a plugin cannot replace "
+                              "it: register yours under another name")
         self._items[name] = obj
         mod = sys.modules.get(getattr(obj, "__module__", ""), None)
         if mod is not None and getattr(mod, "__file__", None):
@@ -248,9 +260,16 @@ def load_plugin_file(path: str, check: bool = True) -> None:
     if spec is None or spec.loader is None:
         raise PluginError(f"plugin file {path!r} cannot be imported (is it a .py file?)")
     mod = importlib.util.module_from_spec(spec)
+    try:  # execute exactly the bytes that are hashed (a file edited meanwhile cannot slip in between)
+        src = open(path, "rb").read()
+    except OSError as exc:
+        raise PluginError(f"plugin file {path!r} cannot be read ({exc.strerror or exc})") from None
+    import hashlib
+
     sys.modules[modname] = mod
     try:
-        spec.loader.exec_module(mod)
+        exec(compile(src, path, "exec"), mod.__dict__)  # noqa: S102 - importing the user's plugin is the point
+        PLUGIN_DIGESTS[os.path.abspath(path)] = hashlib.sha256(src).hexdigest()
     except SyntaxError as exc:
         sys.modules.pop(modname, None)
         raise PluginError(f"plugin file {path}: syntax error at line {exc.lineno}: {exc.msg}") from None
@@ -261,6 +280,9 @@ def load_plugin_file(path: str, check: bool = True) -> None:
     except BlobenchError:
         sys.modules.pop(modname, None)
         raise
+    except SystemExit as exc:  # a plugin calling sys.exit() at import must not end the command silently
+        sys.modules.pop(modname, None)
+        raise PluginError(f"plugin file {path} called sys.exit({exc.code!r}) while being imported") from None
     except Exception as exc:  # noqa: BLE001 - a broken plugin is one line, not a traceback
         sys.modules.pop(modname, None)
         from blobench.core.renames import hint
@@ -356,7 +378,12 @@ def catalog(live: bool = False) -> dict[str, dict[str, str]]:
     if not live:
         try:
             path = _cache_dir() / f"catalog-{_fingerprint()}.json"
-            return json.loads(path.read_text())
+            cached = json.loads(path.read_text())
+            # a cache of another shape (another blobench version, a hand-edited or foreign file) is rebuilt, never
+            # trusted: before, `list` and `describe` ended in a KeyError/AttributeError traceback on one
+            if (isinstance(cached, dict) and set(cached) == set(_REGS)
+                    and all(isinstance(v, dict) and all(isinstance(t, str) for t in v.values()) for v in cached.values())):
+                return cached
         except (OSError, ValueError):
             pass
     discover()

@@ -7,7 +7,7 @@ On Linux it asks the kernel to kill it if the runner dies, so no orphan worker w
 runner has gone.
 
 ``python -m blobench.engine._cellproc``: one cell (``blobench.engine.runner.run_cell_isolated``). The parent writes a
-pickled (cell, key, run_dir, plugins, bound) to stdin and closes it; the child imports torch and the
+pickled (cell, key, run_dir, plugins, bound, inputs, data_dir) to stdin and closes it; the child imports torch and the
 plugins, writes b"R" on stdout (the parent's deadline starts then), runs the cell (which writes its
 shard) and writes the pickled summary. Anything the cell prints goes to stderr.
 """
@@ -42,7 +42,9 @@ def one_cell() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     payload = sys.stdin.buffer.read()
-    cell, key, run_dir, plugins, bound = pickle.loads(payload)
+    cell, key, run_dir, plugins, bound, inputs, data_dir = pickle.loads(payload)
+    if data_dir:
+        os.environ["BLOBENCH_DATA"] = data_dir
     from blobench.engine.runner import _pin_threads, _warm_up, load_plugins, run_cell
 
     _pin_threads()
@@ -51,7 +53,7 @@ def one_cell() -> None:
     out.write(b"R")
     out.flush()
     try:
-        res = run_cell(cell, key, run_dir, 1, None, plugins, bound)
+        res = run_cell(cell, key, run_dir, 1, None, plugins, bound, inputs, data_dir)
     except BaseException as exc:  # noqa: BLE001 - e.g. a full disk: re-raised in the parent
         res = exc
     out.write(pickle.dumps(res))

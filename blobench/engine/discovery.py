@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import pkgutil
 import sys
 
@@ -22,6 +23,26 @@ PACKAGES = ("blobench.problems", "blobench.estimators", "blobench.claims")
 GROUPS = ("blobench.problems", "blobench.estimators", "blobench.claims", "blobench.metrics")
 
 
+def _import_builtin(name: str) -> None:
+    """Import one module of a plugin package; a module that does not import (the README's one-file way: a new
+    ``estimators/my_method.py`` with a syntax error) is one PluginError naming its file and line, not a traceback
+    out of ``list``, ``describe`` or ``run``."""
+    from blobench.core.errors import BlobenchError, PluginError
+
+    try:
+        importlib.import_module(name)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise PluginError(f"{exc.filename or name}: syntax error at line {exc.lineno}: {exc.msg}") from None
+    except BlobenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - plugin code: one line
+        sys.modules.pop(name, None)
+        spec = importlib.util.find_spec(name)
+        where = getattr(spec, "origin", None) or name
+        raise PluginError(f"{where} failed to import: {type(exc).__name__}: {exc}") from None
+
+
 def discover_all() -> None:
     """Import every built-in plugin module and every entry-point plugin (called once, by registry.discover)."""
     for pkg_name in PACKAGES:
@@ -31,7 +52,7 @@ def discover_all() -> None:
             continue
         for info in pkgutil.iter_modules(pkg.__path__):
             if not info.name.startswith("_"):
-                importlib.import_module(f"{pkg_name}.{info.name}")
+                _import_builtin(f"{pkg_name}.{info.name}")
     for group in GROUPS:
         for ep in importlib.metadata.entry_points(group=group):
             try:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,7 +123,10 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
     if not path.is_file():
         raise MatrixError(f"matrix file {where!r} does not exist")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:  # e.g. a latin-1 file: TOML is UTF-8
+        raise MatrixError(f"{where}: not UTF-8 text (byte {exc.start}: {exc.reason}); TOML files are UTF-8: re-save "
+                          "it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise MatrixError(f"{where}: not valid TOML: {exc}") from exc
 
@@ -320,14 +324,16 @@ def _check_data_files(c: Cell) -> None:
 
 
 def _file_digest(path: str | None, cache: dict[str, str]) -> str:
+    """The first 16 hex digits of a source file's sha256 (the cell key's part); the full digest stays in
+    ``cache[path]`` for :func:`cell_inputs`."""
     if not path:
         return "-"
     if path not in cache:
         try:
-            cache[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+            cache[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except OSError:
             cache[path] = "-"
-    return cache[path]
+    return cache[path][:16]
 
 
 def plugin_sources(path: str | None) -> list[str]:
@@ -388,6 +394,29 @@ def cell_key(cell: Cell, cache: dict[str, str] | None = None) -> str:
     return cell.key(salt + _data_salt(cell, cache))
 
 
+def cell_inputs(cell: Cell, cache: dict[str, str]) -> dict[str, dict[str, str]]:
+    """{"sources": {absolute path: sha256}, "data": {absolute path: sha256}}: the plugin source files and the data
+    files the key of ``cell`` was made from, after :func:`cell_key` filled ``cache``. Shipped with the cell, so the
+    worker can check that what it executed and read is what the key names (blobench.engine.runner.check_inputs)."""
+    from blobench.core.registry import plugin_file
+
+    src_out: dict[str, str] = {}
+    for kind, name in (("problem", cell.problem), ("estimator", cell.estimator), ("metric", cell.metric)):
+        src = cache.get(f"sources:{plugin_file(kind, name)}", "")
+        for f in src.split("\n") if src else []:
+            if cache.get(f, "-") != "-":
+                src_out[os.path.abspath(f)] = cache[f]
+    data_out: dict[str, str] = {}
+    for k in filter(None, cache.get(f"datafor:{cell.problem}:{_pkey(cell)}", "").split("\n")):
+        if cache.get(k, "-") != "-":
+            data_out[k[len("data:"):]] = cache[k]
+    return {"sources": src_out, "data": data_out}
+
+
+def _pkey(cell: Cell) -> str:
+    return json.dumps(cell.problem_params, sort_keys=True, default=str)
+
+
 def _data_salt(cell: Cell, cache: dict[str, str]) -> str:
     """'|data:<sha256>,...' of the data files the cell's problem reads (a problem class may define
     ``data_files(params) -> list[path]``: blobench/problems/libsvm_logreg.py, blobench/core/data.py), so a changed data
@@ -412,4 +441,5 @@ def _data_salt(cell: Cell, cache: dict[str, str]) -> str:
             cache[k] = file_digest(path)
         return cache[k]
 
+    cache[f"datafor:{cell.problem}:{_pkey(cell)}"] = "\n".join(f"data:{Path(p).resolve()}" for p in paths)
     return "|data:" + ",".join(digest(Path(p)) for p in paths)

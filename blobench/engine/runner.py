@@ -49,7 +49,7 @@ from typing import Any, Callable, Sequence
 
 from blobench import __version__
 from blobench.core.errors import BlobenchError, NonFiniteDraws, ParameterError
-from blobench.engine.matrix import Cell, Matrix, cell_key, load_matrix, validate_cells
+from blobench.engine.matrix import Cell, Matrix, cell_inputs, cell_key, load_matrix, validate_cells
 from blobench.engine.progress import BAD, Progress
 from blobench.engine.store import (RunLock, atomic_write_bytes, check_shards, finished_keys, log_status, quarantine,
                     remove_stale_temporaries, shard_statuses, validate_run_id, write_current_keys, write_manifest,
@@ -127,7 +127,7 @@ def _divergence(rows: list[dict[str, Any]], bound: float) -> str:
 
 
 def _cell_frame(cell: Cell, key: str, status: str, message: str, tb: str, rows: list[dict[str, Any]],
-                secs: float):
+                secs: float, bound: float = DIVERGE_BOUND):
     import pandas as pd
 
     base = {
@@ -136,6 +136,9 @@ def _cell_frame(cell: Cell, key: str, status: str, message: str, tb: str, rows: 
         "estimator_params": _jsonable(cell.estimator_params), "metric": cell.metric,
         "metric_params": _jsonable(cell.metric_params), "seed": cell.seed, "device": cell.device,
         "status": status, "message": message, "traceback": tb, "cell_seconds": secs,
+        # the divergence bound that decided this shard's status (a resume with another --diverge-bound rewrites the
+        # manifest, not the shards it skips)
+        "diverge_bound": float(bound),
     }
     for k, v in cell.problem_params.items():
         base[f"pp_{k}"] = v
@@ -152,21 +155,55 @@ def _cell_frame(cell: Cell, key: str, status: str, message: str, tb: str, rows: 
 
 
 def record_cell(cell: Cell, key: str, run_dir: str | Path, status: str, message: str, secs: float = 0.0,
-                tb: str = "") -> dict[str, Any]:
+                tb: str = "", bound: float = DIVERGE_BOUND) -> dict[str, Any]:
     """Write the shard of a cell that produced no rows (died, timed out) from outside its worker."""
-    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, [], secs))
+    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, [], secs, bound))
     return {"key": key, "status": status, "message": message, "seconds": secs, "label": cell.label()}
 
 
+def check_inputs(inputs: dict[str, dict[str, str]] | None, reads: Sequence[tuple[str, str]] = ()) -> str:
+    """Why the files this process executed or read for a cell differ from those its key was made from ("" if
+    they do not). ``inputs`` ({"sources": {path: sha256}, "data": {path: sha256}}, made when the run started:
+    blobench.engine.matrix.cell_inputs); ``reads``: the (path, sha256) of the data files the cell parsed
+    (blobench.core.data.READ_LOG). A data file read with other bytes, or a data file read at another path than
+    the ones the key names (a Dask worker's own copy), or a plugin file whose executed source
+    (blobench.core.registry.PLUGIN_DIGESTS) is not the hashed one, is a mismatch. Built-in plugin modules,
+    imported normally, are not compared."""
+    if not inputs:
+        return ""
+    from blobench.core.registry import PLUGIN_DIGESTS
+
+    data = inputs.get("data") or {}
+    for path, got in reads:
+        want = data.get(path)
+        if want is not None and got != want:
+            return (f"input changed during the run: the data file {path} this cell read has sha256 {got[:12]}..., "
+                    f"the run started with {want[:12]}... (the cell's key); not stored as ok: rerun to recompute the "
+                    "cell under the new file's key")
+        if want is None and data:
+            return (f"this cell read the data file {path}, not the file{'s' if len(data) > 1 else ''} "
+                    f"{', '.join(sorted(data))} its key was made from (a worker with its own data folder?)")
+    for path, want in sorted((inputs.get("sources") or {}).items()):
+        got = PLUGIN_DIGESTS.get(path)
+        if got is not None and got != want:
+            return (f"input changed during the run: the plugin file {path} this cell executed has sha256 "
+                    f"{got[:12]}..., the run started with {want[:12]}... (the cell's key); not stored as ok: rerun "
+                    "to recompute the cell under the new file's key")
+    return ""
+
+
 def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: float | None = None,
-             plugins: Sequence[str] = (), diverge_bound: float = DIVERGE_BOUND) -> dict[str, Any]:
+             plugins: Sequence[str] = (), diverge_bound: float = DIVERGE_BOUND,
+             inputs: dict[str, dict[str, str]] | None = None, data_dir: str | None = None) -> dict[str, Any]:
     """Compute one cell and write its shard atomically; returns a small summary (status, seconds, message).
 
     With ``timeout`` the cell runs in a child process killed at the deadline (a hard bound,
-    whatever the cell is doing); without, in this process.
+    whatever the cell is doing); without, in this process. ``data_dir`` (the client's resolved data folder)
+    becomes this process's ``BLOBENCH_DATA``, so a Dask worker reads the files the client hashed; ``inputs``
+    ({absolute path: sha256}) are checked after the cell (:func:`check_inputs`): a mismatch is ``failed``.
     """
     if timeout:
-        return run_cell_isolated(cell, key, run_dir, timeout, plugins, diverge_bound)
+        return run_cell_isolated(cell, key, run_dir, timeout, plugins, diverge_bound, inputs, data_dir)
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -177,12 +214,17 @@ def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: floa
 
     status, message, tb, rows = "ok", "", "", []
     t0 = time.perf_counter()
+    if data_dir:
+        os.environ["BLOBENCH_DATA"] = data_dir
+    from blobench.core.data import READ_LOG
+
     try:
         load_plugins(plugins)  # imports on a fresh worker; then t0 restarts so cell_seconds is the cell's own time
         t0 = time.perf_counter()
         if cell.device == "cuda" and not torch.cuda.is_available():
             status, message = "unavailable", f"no CUDA device on {platform.node() or 'this machine'}"
         else:
+            n_reads = len(READ_LOG)
             problem = api.problem(cell.problem, **cell.problem_params)  # built here, under the cell's isolation
             api.estimator(cell.estimator, **cell.estimator_params)  # validates
             fn = METRICS.get(cell.metric)
@@ -195,6 +237,9 @@ def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: floa
                 why = _divergence(rows, diverge_bound)
                 if why:
                     status, message = "diverged", why
+        changed = check_inputs(inputs, READ_LOG[n_reads:] if status != "unavailable" else ())
+        if changed:
+            status, message, rows = "failed", changed, []
     except NonFiniteDraws as exc:
         status, message, tb, rows = "diverged", str(exc), traceback.format_exc(), []
     except BlobenchError as exc:
@@ -203,9 +248,20 @@ def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: floa
         status, message, tb, rows = "failed", f"MemoryError: out of memory {exc}".strip(), traceback.format_exc(), []
     except Exception as exc:  # noqa: BLE001 - a failing cell is data, not a crash
         status, message, tb, rows = "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc(), []
+    except SystemExit as exc:  # a plugin calling sys.exit() must not end the run (with its exit code, no summary)
+        status, message, tb, rows = ("failed", f"the cell called sys.exit({exc.code!r}) (SystemExit); a plugin must "
+                                     "raise an exception instead", traceback.format_exc(), [])
     secs = time.perf_counter() - t0
-    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, rows, secs))
+    write_shard(Path(run_dir), key, _cell_frame(cell, key, status, message, tb, rows, secs, diverge_bound))
     return {"key": key, "status": status, "message": message, "seconds": secs, "label": cell.label()}
+
+
+def _as_error(exc: BaseException) -> BaseException:
+    """What a worker's error becomes in the runner: an Exception as it is; a SystemExit or KeyboardInterrupt raised
+    by a plugin in the worker a BlobenchError (raised as is, it would end the run with the plugin's exit code)."""
+    if isinstance(exc, Exception):
+        return exc
+    return BlobenchError(f"a worker process stopped with {type(exc).__name__}({exc}) (a plugin calling sys.exit()?)")
 
 
 def _died(exitcode: int | None) -> str:
@@ -234,38 +290,80 @@ def _child_env() -> dict[str, str]:
 
 
 def run_cell_isolated(cell: Cell, key: str, run_dir: str, timeout: float, plugins: Sequence[str] = (),
-                      diverge_bound: float = DIVERGE_BOUND) -> dict[str, Any]:
+                      diverge_bound: float = DIVERGE_BOUND, inputs: dict[str, dict[str, str]] | None = None,
+                      data_dir: str | None = None) -> dict[str, Any]:
     """Run one cell in a fresh child process (``python -m blobench.engine._cellproc``), killed once its compute time
     passes ``timeout`` (the clock starts when the child has imported torch and the plugins)."""
-    payload = pickle.dumps((cell, key, str(Path(run_dir).resolve()), tuple(plugins), float(diverge_bound)))
+    payload = pickle.dumps((cell, key, str(Path(run_dir).resolve()), tuple(plugins), float(diverge_bound), inputs,
+                            data_dir))
+    import threading
+
     proc = subprocess.Popen([sys.executable, "-m", "blobench.engine._cellproc"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, env=_child_env())
+    buf = bytearray()
+    first = threading.Event()
+
+    def pump() -> None:  # drains the child's stdout as it comes: a big result never blocks it on a full pipe
+        assert proc.stdout is not None
+        while True:
+            b = proc.stdout.read1(1 << 16)
+            if not b:
+                break
+            buf.extend(b)
+            first.set()
+        first.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
     try:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(payload)
         proc.stdin.close()
-        ready = proc.stdout.read(1)  # the child says it is ready (imports done): the deadline starts now
+        reader.start()
         t0 = time.perf_counter()
-        if ready == b"R":
+        if not first.wait(start_timeout()):  # imports (torch, the plugins) hang: outside the cell's deadline, not forever
+            proc.kill()
+            proc.wait()
+            return record_cell(cell, key, run_dir, "failed", _start_msg(), time.perf_counter() - t0,
+                               bound=diverge_bound)
+        t0 = time.perf_counter()  # the child said it is ready (imports done): the deadline starts now
+        if bytes(buf[:1]) == b"R":
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                return record_cell(cell, key, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - t0)
+                return record_cell(cell, key, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - t0,
+                                   bound=diverge_bound)
         else:
             proc.wait()
-        out = proc.stdout.read()
+        reader.join(30)
+        out = bytes(buf[1:]) if bytes(buf[:1]) == b"R" else b""
         if proc.returncode == 0 and out:
             res = pickle.loads(out)
             if isinstance(res, BaseException):
-                raise res
+                raise _as_error(res)
             return res
-        return record_cell(cell, key, run_dir, "failed", _died(proc.returncode), time.perf_counter() - t0)
+        return record_cell(cell, key, run_dir, "failed", _died(proc.returncode), time.perf_counter() - t0,
+                           bound=diverge_bound)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def start_timeout() -> float:
+    """Seconds a worker may take to start (import torch and the plugins) before it counts as hung:
+    ``BLOBENCH_START_TIMEOUT`` (default 300)."""
+    try:
+        v = float(os.environ.get("BLOBENCH_START_TIMEOUT", "300"))
+    except ValueError:
+        v = 300.0
+    return v if v > 0 and math.isfinite(v) else 300.0
+
+
+def _start_msg() -> str:
+    return (f"worker did not start within {start_timeout():g} s (importing torch and the plugin files; a plugin "
+            "import that hangs?); BLOBENCH_START_TIMEOUT sets the limit")
 
 
 # -- the local worker pool -----------------------------------------------------------------------------------
@@ -328,6 +426,7 @@ class _Worker:
         self.task: tuple[Cell, str] | None = None
         self.t0 = 0.0
         self.ready = False
+        self.born = time.perf_counter()
 
     @property
     def exitcode(self) -> int | None:
@@ -352,10 +451,17 @@ class _Pool:
         self.plugins = tuple(plugins)
         self.workers = [_Worker(self.plugins) for _ in range(jobs)]
 
+    #: a worker killed while starting (before its first cell) is replaced this many times in a row before the
+    #: run gives up (a start that always dies is a broken install, not bad luck)
+    START_RETRIES = 3
+
     def run(self, todo: list[tuple[Cell, str]], run_dir: str, timeout: float | None, bound: float,
-            done: Callable[[dict[str, Any]], None]) -> None:
+            done: Callable[[dict[str, Any]], None], inputs: dict[str, dict[str, str]] | None = None,
+            data_dir: str | None = None) -> None:
         from multiprocessing.connection import wait
 
+        inputs = inputs or {}
+        failed_starts = 0
         queue = list(reversed(todo))
         while True:
             for w in self.workers:
@@ -363,26 +469,38 @@ class _Pool:
                     c, k = queue.pop()
                     w.task, w.t0 = (c, k), time.perf_counter()
                     try:
-                        w.conn.send((c, k, run_dir, 1, None, self.plugins, bound))
+                        w.conn.send((c, k, run_dir, 1, None, self.plugins, bound, inputs.get(k), data_dir))
                     except OSError:
                         pass  # the worker is dead: its end of the socket reads as closed below
             busy = [w for w in self.workers if w.task is not None]
             starting = [w for w in self.workers if not w.ready]
             if not busy and (not queue or not starting):
                 return
-            wait_for = None
-            if timeout and busy:
-                wait_for = max(0.0, min(w.t0 + timeout for w in busy) - time.perf_counter())
+            deadlines = [w.t0 + timeout for w in busy] if timeout else []
+            deadlines += [w.born + start_timeout() for w in starting]
+            wait_for = max(0.0, min(deadlines) - time.perf_counter()) if deadlines else None
             ready = set(wait([w.conn for w in busy + starting], timeout=wait_for))
             for w in starting:
+                i = self.workers.index(w)
                 if w.conn in ready:
                     try:
                         tag, res = w.conn.recv()
-                    except (EOFError, OSError):
-                        raise BlobenchError(f"a worker process died while starting ({_died(w.exitcode)})") from None
+                    except (EOFError, OSError):  # killed while importing: replace it, unless starts keep dying
+                        code = w.exitcode
+                        w.kill()
+                        failed_starts += 1
+                        if failed_starts > self.START_RETRIES:
+                            raise BlobenchError(f"worker processes keep dying while starting ({_died(code)}, "
+                                                f"{failed_starts} times)") from None
+                        self.workers[i] = _Worker(self.plugins)
+                        continue
                     if tag == "error":
-                        raise res
+                        raise _as_error(res)
                     w.ready = tag == "ready"
+                    failed_starts = 0
+                elif time.perf_counter() - w.born >= start_timeout():
+                    w.kill()
+                    raise BlobenchError(_start_msg())
             for i, w in enumerate(self.workers):
                 if w.task is None:
                     continue
@@ -394,14 +512,16 @@ class _Pool:
                     except (EOFError, OSError):  # no answer: the worker died with the cell
                         code = w.exitcode
                         w.kill()
-                        res = record_cell(c, k, run_dir, "failed", _died(code), time.perf_counter() - w.t0)
+                        res = record_cell(c, k, run_dir, "failed", _died(code), time.perf_counter() - w.t0,
+                                          bound=bound)
                         self.workers[i] = w = _Worker(self.plugins)
                     else:
                         if tag == "error":
-                            raise res
+                            raise _as_error(res)
                 elif timeout and time.perf_counter() - w.t0 >= timeout:
                     w.kill()  # reaped before the shard is written: the worker can no longer write
-                    res = record_cell(c, k, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - w.t0)
+                    res = record_cell(c, k, run_dir, "timeout", _timeout_msg(timeout), time.perf_counter() - w.t0,
+                                      bound=bound)
                     self.workers[i] = w = _Worker(self.plugins)
                 if res is not None:
                     w.task = None
@@ -478,27 +598,55 @@ def _dask_client(jobs: int, scheduler: str | None, quiet: bool):
             return Client(scheduler, timeout=f"{float(wait):g}s"), None
         except (OSError, TimeoutError) as exc:
             raise BlobenchError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+        except (ValueError, TypeError) as exc:  # "notaurl": no protocol/port
+            raise BlobenchError(f"--scheduler {scheduler!r} is not a Dask scheduler address (expected e.g. "
+                                f"tcp://HOST:8786): {exc}") from None
     cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
                            silence_logs=logging.ERROR if quiet else logging.WARNING)
     return Client(cluster), cluster
 
 
-def _run_dask(client, todo, run_dir: Path, args: tuple, _done) -> None:
+def dask_task_prefix(run_dir: Path) -> str:
+    """The prefix of this run's Dask task keys: the run folder's name, a digest of its absolute path and a
+    nonce of this invocation, so two runs sharing a scheduler (other run ids, or the same matrix into other
+    folders) never share a task (issue 23: with keys ``blobench-cell-<key>`` the second run's cells were the
+    first run's tasks and their shards went into the first run's folder)."""
+    import hashlib
+    import uuid
+
+    tag = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:10]
+    return f"blobench-{Path(run_dir).name[:40]}-{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def _run_dask(client, todo, run_dir: Path, args: tuple, _done, inputs: dict[str, dict[str, str]] | None = None,
+              data_dir: str | None = None) -> None:
     from distributed import as_completed
 
     client.run(_pin_threads)
-    futs = {client.submit(run_cell, c, k, str(run_dir.resolve()), 1, *args, key=f"blobench-cell-{k}",
-                          pure=False): (c, k) for c, k in todo}
+    prefix = dask_task_prefix(run_dir)
+    inputs = inputs or {}
+    futs = {client.submit(run_cell, c, k, str(run_dir.resolve()), 1, *args, inputs=inputs.get(k), data_dir=data_dir,
+                          key=f"{prefix}-{k}", pure=False): (c, k) for c, k in todo}
+    lost: list[str] = []
+    why = ""
     for fut in as_completed(list(futs)):
         c, k = futs[fut]
         try:
             r = fut.result()
-        except Exception as exc:  # noqa: BLE001 - KilledWorker: the cell killed every worker it ran on
-            if isinstance(exc, OSError):
+        except Exception as exc:  # noqa: BLE001
+            if type(exc).__name__ == "KilledWorker":  # the cell killed every worker it ran on: its own failure
+                r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}", bound=args[2])
+            elif isinstance(exc, OSError) and getattr(exc, "filename", None):  # a full disk writing a shard
                 raise
-            r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}")
+            else:  # the scheduler or the connection went away (cancelled, comm closed): the cell did not run
+                lost.append(k)
+                why = why or f"{type(exc).__name__}: {exc}".strip()
+                continue
         _done(r)
+    if lost:
+        raise BlobenchError(f"{len(lost)} cell(s) did not run: the Dask scheduler or the connection to it was lost "
+                            f"({why[:200]}); they are not recorded as failed: rerun the same command to resume them")
 
 
 def _estimate_note(run_dir: Path, n_todo: int, jobs: int) -> str:
@@ -556,6 +704,7 @@ def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_di
         raise BlobenchError(f"run folder {str(run_dir)!r} is a file, not a folder")
     cache: dict[str, str] = {}
     keyed = [(c, cell_key(c, cache)) for c in m.cells]
+    inputs = {k: cell_inputs(c, cache) for c, k in keyed}
     # check parameters against the declared specs only for what may run (problems are built inside the cells)
     before = finished_keys(run_dir)
     maybe = [c for c, k in keyed if k not in before or retry_failed or c.device == "cuda"]
@@ -580,7 +729,7 @@ def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_di
 
             old_term = signal.signal(signal.SIGTERM, _term)
         return _run_locked(m, keyed, run_dir, n_keys, jobs, backend, client, scheduler, paths, cell_timeout,
-                           diverge_bound, retry_failed, progress, t_start)
+                           diverge_bound, retry_failed, progress, t_start, inputs)
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
@@ -592,14 +741,43 @@ def run(matrix: str | Path | dict, jobs: int = 1, backend: str = "loky", runs_di
                     cluster.close()
 
 
+def _warn_hidden(run_dir: Path, m: Matrix, keys: set[str], progress: bool) -> None:
+    """One warning line when this matrix replaces another one in the folder: the cells of the matrix last run here
+    that this one lacks stay on disk but ``load`` and ``report`` stop showing them (before: silently, e.g. a
+    copy-pasted matrix keeping the other's ``name``)."""
+    from blobench.engine.store import read_current_keys, read_manifest
+
+    if not (run_dir / "manifest.json").is_file():
+        return
+    try:
+        old_keys = read_current_keys(run_dir) or set()
+        old = read_manifest(run_dir)
+    except BlobenchError:
+        return
+    gone = old_keys - keys
+    if gone and old.get("matrix") != m.source:
+        print(f"blobench: warning: {run_dir} held the results of another matrix ({old.get('matrix_path', '?')}); "
+              f"{len(gone)} of its cells are not in {m.path} and will no longer be shown (they stay on disk; "
+              "--run-id gives this matrix its own folder)", file=sys.stderr)
+
+
 def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend: str, client, scheduler,
                 paths: list[str], cell_timeout, diverge_bound: float, retry_failed: bool, progress: bool,
-                t_start: float) -> Path:
+                t_start: float, inputs: dict[str, dict[str, str]] | None = None) -> Path:
     import torch
+
+    from blobench.core.data import data_dir as _data_dir
+
+    inputs = inputs or {}
+    ddir = str(_data_dir().resolve())  # shipped with each cell: a Dask worker reads the client's data folder
 
     with RunLock(run_dir):
         remove_stale_temporaries(run_dir)
-        write_manifest(run_dir, {**manifest_for(m, jobs, backend), "plugins": paths, "cell_timeout": cell_timeout,
+        _warn_hidden(run_dir, m, {k for _, k in keyed}, progress)
+        # "cells": distinct cells (a matrix listing one cell twice has one shard for it: counting the listing made
+        # ``runs`` say "incomplete 1/3" forever)
+        write_manifest(run_dir, {**manifest_for(m, jobs, backend), "cells": n_keys, "listed_cells": len(m.cells),
+                                 "plugins": paths, "cell_timeout": cell_timeout,
                                  "diverge_bound": diverge_bound, "scheduler": scheduler})
         write_current_keys(run_dir, [k for _, k in keyed])
         current = {k for _, k in keyed}
@@ -638,13 +816,15 @@ def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend
         pool = None
         try:
             if backend == "dask":
-                _run_dask(client, todo, run_dir, (cell_timeout, tuple(paths), float(diverge_bound)), _done)
+                _run_dask(client, todo, run_dir, (cell_timeout, tuple(paths), float(diverge_bound)), _done,
+                          inputs, ddir)
             elif jobs == 1 and not cell_timeout:
                 for c, k in todo:
-                    _done(run_cell(c, k, str(run_dir), 1, None, tuple(paths), float(diverge_bound)))
+                    _done(run_cell(c, k, str(run_dir), 1, None, tuple(paths), float(diverge_bound), inputs.get(k),
+                                   ddir))
             elif todo:
                 pool = _Pool(min(jobs, len(todo)), paths)
-                pool.run(todo, str(run_dir.resolve()), cell_timeout, float(diverge_bound), _done)
+                pool.run(todo, str(run_dir.resolve()), cell_timeout, float(diverge_bound), _done, inputs, ddir)
         finally:
             if pool is not None:
                 pool.close()

@@ -273,7 +273,14 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     p = Path(run_dir) / "manifest.json"
     if not p.is_file():
         raise BlobenchError(f"{run_dir}: not a run folder (no manifest.json)")
-    return json.loads(p.read_text())
+    try:
+        man = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # truncated, corrupted, unreadable
+        raise BlobenchError(f"{p}: unreadable run manifest ({type(exc).__name__}: {str(exc)[:120]}); rerun the "
+                            "run's matrix into this folder to rewrite it") from None
+    if not isinstance(man, dict):
+        raise BlobenchError(f"{p}: not a run manifest (a JSON {type(man).__name__}, not an object)")
+    return man
 
 
 def resolve_run(run: str | Path) -> Path:
@@ -293,6 +300,22 @@ CURRENT = "current_keys.json"
 def write_current_keys(run_dir: Path, keys: list[str]) -> None:
     """Record the keys of the matrix last run into this folder (``load`` shows only those)."""
     atomic_write_bytes(Path(run_dir) / CURRENT, json.dumps(sorted(set(keys))).encode())
+
+
+def read_current_keys(run_dir: Path) -> set[str] | None:
+    """The keys :func:`write_current_keys` recorded (None without the file); a BlobenchError naming the file if it
+    is truncated or corrupted."""
+    p = Path(run_dir) / CURRENT
+    if not p.is_file():
+        return None
+    try:
+        keys = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BlobenchError(f"{p}: unreadable ({type(exc).__name__}: {str(exc)[:120]}); rerun the run's matrix into "
+                            "this folder to rewrite it") from None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise BlobenchError(f"{p}: not a list of cell keys")
+    return set(keys)
 
 
 def read_shard(run_dir: Path, key: str) -> Any:
@@ -336,9 +359,8 @@ def load(run: str | Path, stale: bool = False) -> Any:
 
     run_dir = resolve_run(run)
     files = _shard_files(run_dir)
-    cur = run_dir / CURRENT
-    if not stale and cur.is_file():
-        keep = set(json.loads(cur.read_text()))
+    keep = None if stale else read_current_keys(run_dir)
+    if keep is not None:
         files = [f for f in files if f.stem in keep]
     if not files:
         return pd.DataFrame()

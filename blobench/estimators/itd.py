@@ -26,6 +26,7 @@ from blobench import harness
 from blobench.core.theory import Rate, BiasFloor, CostFormula, Converges, gd_rate, GD_SOURCE
 from blobench.core.estimator_base import BATCH_SIZE, INNER_LR, INNER_SOLVER, INNER_STEPS, batch_of, draw_batches, step_batches
 from blobench.core.numerics import inner_gd, inner_solve, strongly_convex_momentum, unroll_backward, unroll_backward_agd
+from blobench.core.errors import ParameterError
 from blobench.core.params import Param
 
 WARM_START = Param("bool", default=False, doc="carry y (and v for AID) across outer iterations (Ji et al. 2021, Alg. 1)")
@@ -88,6 +89,13 @@ class ITDTruncated(ITD):
     )
 
     params = {**ITD.params, "truncate": Param("int", default=1, low=0, doc="steps kept by truncated backpropagation")}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        D = self.p.get("inner_steps")
+        if D is not None and int(self.p["truncate"]) > int(D):  # contradictory: it was clipped to D silently
+            raise ParameterError(f"estimator 'itd-truncated': truncate={self.p['truncate']} exceeds inner_steps={D} "
+                                 "(at most inner_steps steps can be kept; truncate = inner_steps is full ITD)")
 
     def kept(self, D: int) -> int:
         return min(int(self.p["truncate"]), D)

@@ -139,9 +139,19 @@ def summarize_draws(G: torch.Tensor, truth: torch.Tensor, level: float = 0.95, a
     bad = int((~torch.isfinite(G)).reshape(G.shape[0], -1).any(1).sum()) if G.numel() else 0
     if bad:
         raise NonFiniteDraws(f"{bad} of {G.shape[0]} draws are non-finite (NaN/Inf)", bad, int(G.shape[0]))
+    from blobench.core.errors import ParameterError
+
+    if G.shape[0] < 2:  # one draw has no spread: its "CI" was zero-wide and the unbiasedness test said p = 0
+        raise ParameterError(f"bias / variance need at least 2 draws, got {G.shape[0]} (a confidence interval and "
+                             "the unbiasedness test need a sample variance)")
     Gn = G.double().numpy()
     tr = truth.double().numpy()
     n, d = Gn.shape
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = Gn.std(0, ddof=1)
+    if not (np.all(np.isfinite(Gn.mean(0))) and np.all(np.isfinite(spread))):
+        raise NonFiniteDraws(f"the draws' mean or variance overflows float64 (draws up to {float(np.abs(Gn).max()):.3g})",
+                             int(G.shape[0]), int(G.shape[0]))
     mean = Gn.mean(0)
     sd = Gn.std(0, ddof=1) if n > 1 else np.zeros(d)
     tq = stats.t.ppf(0.5 + level / 2, df=max(n - 1, 1))
@@ -221,7 +231,7 @@ def bias_variance(ctx: CellContext, samples: int = 1000, chunk: int = 1024, at: 
 
 
 bias_variance.params = {
-    "samples": Param("int", default=1000, low=1, doc="number of draws M"),
+    "samples": Param("int", default=1000, low=2, doc="number of draws M (>= 2: the confidence interval needs a sample variance)"),
     "chunk": Param("int", default=1024, low=1, doc="draws per vmapped call (bounds memory)"),
     "at": AT,
     "level": Param("float", default=0.95, low=0, high=1, low_open=True, high_open=True, doc="confidence level"),

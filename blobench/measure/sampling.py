@@ -195,18 +195,33 @@ def draw_noise(problem: Problem, estimator: Estimator, n: int, seed: int = 0,
 #: estimate depended on how many draws shared its call, i.e. on ``chunk`` (and, for UFO, on how many
 #: coins fired in the chunk). Padded, every row is computed by the same kernels whatever the call's
 #: size: results are bit-identical whatever the chunk (tests/test_sampling.py). Padding costs at most
-#: MIN_VMAP_ROWS - 1 wasted rows per call, and oracle counts are per batched call, so it changes none.
+#: ROW_ALIGN - 1 wasted rows per call, and oracle counts are per batched call, so it changes none.
+#: Set to 1 (the tests' negative control) to switch the padding off.
 MIN_VMAP_ROWS = 16
+#: every padded call's row count is a multiple of this. MKL's float64 GEMM on AVX-512 runs its rows in
+#: blocks of 12 and the last ``m mod 12`` rows through an edge kernel that rounds differently (measured:
+#: of a 75-row call rows 72-74 differ in the last bit from the same draws in a 16-row call, whose rows
+#: 12-15 differ in turn), so a row's bits depended on its position in its call. 24 is a multiple of the
+#: AVX-512 (12, 24) and AVX2 (4, 6, 8, 12) row blocks: every row of every call goes through the main kernel.
+ROW_ALIGN = 24
+
+
+def padded_rows(m: int) -> int:
+    """The row count a vmapped call of ``m`` rows runs with (m itself when the padding is switched off)."""
+    if m <= 0 or MIN_VMAP_ROWS <= 1:
+        return m
+    return max(MIN_VMAP_ROWS, -(-m // ROW_ALIGN) * ROW_ALIGN)
 
 
 def padded_vmap(fn: Callable[..., Any], args: tuple, m: int) -> Any:
-    """``vmap(fn)(*args)`` over the m rows of ``args`` (pytrees of tensors with leading dim m), run on at least
-    :data:`MIN_VMAP_ROWS` rows: a smaller call is padded with copies of its last row, and every output with
-    that leading dim is cut back to m rows."""
+    """``vmap(fn)(*args)`` over the m rows of ``args`` (pytrees of tensors with leading dim m), run on
+    :func:`padded_rows` (m) rows, a multiple of :data:`ROW_ALIGN`: the call is padded with copies of its last
+    row, and every output with that leading dim is cut back to m rows."""
     batched = vmap(fn, randomness="error")
-    if m <= 0 or m >= MIN_VMAP_ROWS:
+    rows = padded_rows(m)
+    if rows == m:
         return batched(*args)
-    pad = MIN_VMAP_ROWS - m
+    pad = rows - m
 
     def grow(t):
         if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == m:
@@ -215,7 +230,7 @@ def padded_vmap(fn: Callable[..., Any], args: tuple, m: int) -> Any:
 
     out = batched(*tree_map(grow, args))
     return tree_map(lambda t: t[:m] if isinstance(t, torch.Tensor) and t.dim() > 0
-                    and t.shape[0] == MIN_VMAP_ROWS else t, out)
+                    and t.shape[0] == rows else t, out)
 
 
 def vmap_counted(oracles: Oracles, fn: Callable[..., Any], args: tuple, idx: torch.Tensor, m: int,

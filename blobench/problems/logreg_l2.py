@@ -18,6 +18,11 @@ to ||grad_y g|| < 1e-12, and the implicit-function theorem
 (the cross product by autograd). A stationary point of Phi is computed once by BFGS to
 ||grad Phi|| < 1e-9 and cached per parameter set.
 
+Determinism (issue 23): every Newton solve starts from W = 0, never from the previous solve's answer, so
+y*(x), Phi(x), grad Phi(x) and the BFGS stationary point are functions of (parameters, x) alone: a cell's
+numbers do not depend on which cells ran before it in the same process (jobs, resume and Dask give the
+same bits). The stationary-point cache only saves time: what it holds is what a fresh process computes.
+
 Data: Gaussian features a ~ N(0, I_p), labels from a random teacher softmax(a^T W_0 * snr)
 where only the first ``informative`` features matter, so the other lambda_j should grow.
 """
@@ -146,18 +151,17 @@ class SoftmaxBilevel(harness.Problem):
         H = H + torch.diag(self.ridge_diag(x))
         return 0.5 * (H + H.T)
 
-    def inner_solution(self, x, tol: float = 1e-12, max_iter: int = 100):
-        """Damped Newton on the strongly convex g(x, .) from W = 0, to ||grad_y g|| < tol."""
+    def inner_solution(self, x, tol: float = 1e-12, max_iter: int = 100, y0: torch.Tensor | None = None):
+        """Damped Newton on the strongly convex g(x, .) to ||grad_y g|| < tol, from W = 0 or from an explicit
+        ``y0`` (never from a hidden earlier solve: a warm start kept between calls made the last bits depend
+        on the order of the calls)."""
         x = torch.as_tensor(x, dtype=torch.float64)
-        warm = getattr(self, "_y_warm", None)
-        y = torch.zeros(self.dim_y, dtype=torch.float64) if warm is None else warm
+        y = torch.zeros(self.dim_y, dtype=torch.float64) if y0 is None else torch.as_tensor(y0, dtype=torch.float64)
         gfun = grad(self.inner, argnums=1)
         for _ in range(max_iter):
             gy = gfun(x, y, None)
             if float(torch.linalg.norm(gy)) < tol:  # one more full Newton step: quadratic convergence polishes to ~1e-16
-                y = y - torch.linalg.solve(self.inner_hessian(x, y), gy)
-                self._y_warm = y.detach().clone()
-                return y
+                return y - torch.linalg.solve(self.inner_hessian(x, y), gy)
             step = torch.linalg.solve(self.inner_hessian(x, y), gy)
             t, g0 = 1.0, float(self.inner(x, y))
             # Below ||grad|| 1e-7 the Armijo decrease (~||grad||^2) is under the rounding of g itself, so the test can
@@ -169,7 +173,6 @@ class SoftmaxBilevel(harness.Problem):
         gy = gfun(x, y, None)
         if float(torch.linalg.norm(gy)) > 1e-9:
             raise ParameterError(f"problem {self.name!r}: Newton inner solve did not converge (||grad|| = {float(torch.linalg.norm(gy)):.2e})")
-        self._y_warm = y.detach().clone()
         return y
 
     def value(self, x) -> float:

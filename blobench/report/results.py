@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 # numpy and pandas are imported inside the functions: building the CLI parser (add_parsers) stays cheap
 
 PARAM_COLUMNS = ("estimator_params", "problem_params", "metric_params")
-_TERM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(!=|<=|>=|=|<|>)\s*(.*)$")
+_TERM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(==|!=|<=|>=|=|<|>)\s*(.*)$")
 #: identity of a cell across runs (its key also hashes code, so it changes when code changes)
 CELL_ID = ["experiment", "problem", "problem_params", "estimator", "estimator_params", "metric", "metric_params",
            "seed", "device"]
@@ -59,7 +59,12 @@ def parse_where(where: Any) -> list[tuple[str, str, str]]:
         m = _TERM.match(str(term))
         if not m or not m.group(3).strip():
             raise BlobenchError(f"--where expects KEY=VALUE (or !=, <, <=, >, >=), got {term!r}")
-        out.append((m.group(1), m.group(2), m.group(3).strip()))
+        op, val = m.group(2), m.group(3).strip()
+        if op == "==":  # the Python spelling means the same (before: "estimator==itd" compared with "=itd": empty slice)
+            op = "="
+        if op in ("=", "!=") and val.startswith("="):
+            raise BlobenchError(f"--where expects KEY=VALUE (or !=, <, <=, >, >=), got {term!r}")
+        out.append((m.group(1), op, val))
     return out
 
 
@@ -146,19 +151,64 @@ def export(run: str | Path, fmt: str, out: str | None = None, where: Any = None,
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
-        df.to_parquet(path, index=False)
+        _parquet_safe(df).to_parquet(path, index=False)
     else:
         path.write_text(text)
     return str(path)
 
 
+def compare_folder_name(a: str, b: str, limit: int = 120) -> str:
+    """``compare-A-vs-B``; when that is longer than ``limit`` characters (two long run ids passed the file system's
+    255-byte name limit, and ``compare`` failed on the page's folder), each id is cut and a digest of both added."""
+    import hashlib
+
+    name = f"compare-{a}-vs-{b}"
+    if len(name.encode()) <= limit:
+        return name
+    tag = hashlib.sha256(f"{a}\0{b}".encode()).hexdigest()[:10]
+    return f"compare-{a[:40]}-vs-{b[:40]}-{tag}"
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Object columns mixing value types (a sweep ``q = [0.5, "adaptive"]`` gives a column of floats and strings,
+    which pyarrow refuses) written as text, missing values kept missing; other columns unchanged."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            kinds = {type(v) for v in out[col] if v is not None and not (isinstance(v, float) and v != v)}
+            if len(kinds) > 1:
+                out[col] = out[col].map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+    return out
+
+
 # ----------------------------------------------------------------------------- runs
 
 def _running_pid(run_dir: Path) -> int | None:
-    """The pid of a live blobench process holding the run's lock (read, never taken), else None."""
+    """The pid of a live blobench process holding the run's lock (the lock is probed, never taken), else None.
+
+    The lock is an ``flock`` that dies with its holder: a lock file whose lock nobody holds is stale, whatever pid
+    it names (before, a pid the system had given to another program since made ``runs`` say "running")."""
+    lock = run_dir / ".lock"
     try:
-        txt = (run_dir / ".lock").read_text().strip()
-        pid = int(txt)
+        import fcntl
+
+        fd = os.open(lock, os.O_RDONLY)
+    except ImportError:  # no flock (Windows): the pid alone
+        fd = None
+    except OSError:
+        return None
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            pass  # held by a writer
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+    try:
+        pid = int(lock.read_text().strip())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
@@ -172,12 +222,19 @@ def list_runs(runs_dir: str | Path = "runs") -> pd.DataFrame:
 
     root = Path(runs_dir)
     rows = []
+    from blobench.core.errors import BlobenchError
+    from blobench.engine.store import read_current_keys
+
     for d in sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []:
-        man = read_manifest(d)
-        st = shard_statuses(d)
-        cur = d / "current_keys.json"
-        if cur.is_file():
-            keep = set(json.loads(cur.read_text()))
+        try:  # one damaged folder is one row saying so, not the end of the listing
+            man = read_manifest(d)
+            st = shard_statuses(d)
+            keep = read_current_keys(d)
+        except BlobenchError as exc:
+            rows.append({"run": d.name, "status": "unreadable", "cells": "?", "by status": str(exc)[:200],
+                         "created": "", "revision": "", "matrix": ""})
+            continue
+        if keep is not None:
             st = {k: v for k, v in st.items() if k in keep}
         counts: dict[str, int] = {}
         for v in st.values():
@@ -224,7 +281,11 @@ def compare_runs(run_a: str | Path, run_b: str | Path, rtol: float = 1e-9, where
     from blobench.engine.store import load, read_manifest, resolve_run
 
     da, db = resolve_run(run_a), resolve_run(run_b)
-    A, B = apply_where(load(da), where), apply_where(load(db), where)
+    A, B = load(da), load(db)
+    for d, name in ((A, da), (B, db)):
+        if d.empty:
+            raise BlobenchError(f"run {str(name)!r} has no finished cells (no shards) to compare")
+    A, B = apply_where(A, where), apply_where(B, where)
     for d in (A, B):
         for c in CELL_ID + ROW_ID:
             if c not in d:
@@ -400,7 +461,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         print("\nmanifest differences:")
         print_table(ch.drop(columns=["changed"]))
     if not a.no_report:
-        out = Path(a.out) if a.out else Path(a.reports_dir) / f"compare-{cmp['a'].name}-vs-{cmp['b'].name}"
+        out = Path(a.out) if a.out else Path(a.reports_dir) / compare_folder_name(cmp["a"].name, cmp["b"].name)
         print(f"\n{write_compare_report(cmp, out)}")
     return 0
 
