@@ -472,6 +472,7 @@ def test_truncated_manifest_is_one_line_and_does_not_hide_other_runs(in_tmp, cap
     """Before: a truncated manifest.json was a JSONDecodeError traceback, and one such folder ended the whole
     ``runs`` listing."""
     bad, good = _quad_run("bad"), _quad_run("good")
+    assert good.is_dir()
     (bad / "manifest.json").write_text('{"matrix": {"na')
     assert main(["runs"]) == 0
     out = capsys.readouterr().out
