@@ -111,7 +111,7 @@ def test_full_report_has_every_section(tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and 2_000 < len(data) < 400_000, name
     # the fitted-vs-theory table: itd fitted 0.75; kappa=4, alpha=1/L -> 1 - 1/4 = 0.75; fo has no theoretical rate
     row = _rate_row(text, "quadratic(dim=4,kappa=4) | itd")
-    assert "| 0.75 | 0.75 |" in row
+    assert "| 0.75 | [0.75, 0.75] | 4 | 0.75 |" in row
     fo = _rate_row(text, "quadratic(dim=4,kappa=4) | fo")
     assert "| nan | - |" in fo
     # convergence final-value table: the mean over 3 seeds of the LAST iterate (t=19) of each curve,
@@ -187,9 +187,9 @@ def test_measured_itd_rate_agrees_with_theory_on_a_real_run(in_tmp):
     text = (in_tmp / "reports" / "rate" / "report.md").read_text()
     row = _rate_row(text, "quadratic(dim=6,kappa=5) | itd")
     cols = row.split("|")
-    fitted, ci = float(cols[5]), cols[6].strip()  # the fitted rate's 95% interval (issue 11) sits beside it
+    fitted, ci = float(cols[5]), cols[6].strip()  # the asymptotic rate's 95% interval sits beside it
     lo, hi = (float(v) for v in ci.strip("[]").split(","))
-    theory = float(cols[7])
+    theory = float(cols[8])
     assert lo <= fitted <= hi
     assert theory == pytest.approx(0.8, rel=1e-9) and fitted == pytest.approx(theory, rel=0.02)
 
@@ -339,7 +339,7 @@ def test_violated_bound_is_flagged_with_measured_and_predicted(tmp_path):
     text = (rep / "report.md").read_text()
     wrong = _rate_row(text, "quadratic-wrong-mu(dim=2,kappa=10) | aid-cg")
     right = _rate_row(text, "quadratic(dim=2,kappa=10) | aid-cg")
-    assert wrong.startswith("| **VIOLATION**") and "VIOLATION: measured 0.9 > predicted 0.8" in wrong
+    assert wrong.startswith("| **VIOLATION**") and "VIOLATION: 0.9 [0.9, 0.9] > predicted 0.8" in wrong
     assert not right.startswith("| **VIOLATION**") and "within bound" in right
     page = (rep / "index.html").read_text()
     flagged = re.findall(r"<tr class='violation'>(.*?)</tr>", page)
