@@ -62,3 +62,43 @@ def test_rate_without_interval_is_not_flagged(tmp_path):
     text = write_report(run, out_dir=tmp_path / "rep").read_text()
     line = _rate_lines(text)["itd"]
     assert "not tested (no interval)" in line and "VIOLATION" not in line
+
+
+def _curve_rows(est: str, ys: list[float], seeds=(0,)) -> list[dict]:
+    return [{"problem_label": "q", "estimator_label": est, "seed": s, "iteration": t, "quantity": "grad_norm_sq",
+             "value": y, "calls_grad_y_g": 4.0 * t, "seconds_elapsed": 0.5 * t} for s in seeds for t, y in enumerate(ys)]
+
+
+def test_to_eps_counts_the_time_after_which_the_curve_stays_below_eps():
+    """eps = 1e-3 x the mean initial value (1.0 here). "mono" decays 0.5^t: stays below from t = 10. "dip" (a
+    biased method such as FO on a toy problem) touches 1e-4 at t = 2 and plateaus at 1e-2: under the old
+    first-crossing rule it looked fastest; now it is "not reached", with the crossing noted. "late" dips at t = 2,
+    comes back, and settles at t = 15: its column says 15, and the note says it left eps again."""
+    from blobench.report.convergence import settle_index, to_target
+
+    mono = [0.5**t for t in range(20)]
+    dip = [1.0, 0.1, 1e-4] + [1e-2] * 17
+    late = [1.0, 0.1, 1e-4] + [1e-2] * 12 + [1e-4] * 5
+    t, cap = to_target(pd.DataFrame(_curve_rows("mono", mono) + _curve_rows("dip", dip) + _curve_rows("late", late)))
+    t = t.set_index("estimator")
+    assert t.loc["mono", "iteration_to_eps"] == 10 and t.loc["mono", "calls_to_eps"] == 40
+    assert t.loc["mono", "seconds_to_eps"] == 5.0 and t.loc["mono", "eps_note"] == ""
+    assert t.loc["dip", "iteration_to_eps"] == "not reached" and t.loc["dip", "calls_to_eps"] == "not reached"
+    assert "crossed eps at t=2, left it again" in t.loc["dip", "eps_note"]
+    assert t.loc["late", "iteration_to_eps"] == 15 and t.loc["late", "calls_to_eps"] == 60
+    assert t.loc["late", "eps_note"] == "crossed eps first at t=2, left it again"
+    assert "stays <= 0.001" in cap
+    assert settle_index([1.0, float("nan"), 1e-5], 1e-3) == (2, 2)  # NaN counts as above eps
+    assert settle_index([], 1e-3) == (None, None)
+
+
+def test_to_eps_uses_the_seed_mean_curve():
+    """Two seeds, one below eps from t = 3 and one oscillating above it until t = 8: the seed mean settles at t = 9
+    (mean of 2e-3 and 1e-5 is above eps = 1e-3 until the second seed drops too)."""
+    from blobench.report.convergence import to_target
+
+    a = [1.0, 0.1, 0.01] + [1e-5] * 12
+    b = [1.0, 0.1, 0.01] + [3e-3] * 6 + [1e-5] * 6
+    rows = _curve_rows("m", a, seeds=(0,)) + [{**r, "seed": 1} for r in _curve_rows("m", b, seeds=(0,))]
+    t, _ = to_target(pd.DataFrame(rows))
+    assert t.set_index("estimator").loc["m", "iteration_to_eps"] == 9
