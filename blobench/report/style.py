@@ -215,9 +215,26 @@ def reference_line(line: Any) -> Any:
     return line
 
 
+def slug(text: Any, max_len: int = 80) -> str:
+    """A file-name stem from user text (an experiment name, a --where slice): only ``[A-Za-z0-9._-]``, no path
+    separator, no leading dot, never empty, ``.`` or ``..``. ``x/../../escaped`` -> ``x-escaped``: a name from a
+    matrix can never make the report write outside its folder."""
+    import re
+
+    parts = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).split("-")
+    s = "-".join(p for p in parts if p.strip("."))  # path components such as '..' vanish
+    s = re.sub(r"\.{2,}", ".", s)                  # no '..' anywhere
+    s = re.sub(r"-{2,}", "-", s).strip(".-")
+    s = s[:max_len].strip(".-")
+    return s or "figure"
+
+
 def save(fig: Any, out: Path, stem: str, caption: str, section: str) -> dict[str, Any]:
-    """Write ``<stem>.png`` and ``<stem>.svg``; append the figure's record to ``figures.json``; close it."""
+    """Write ``<stem>.png`` and ``<stem>.svg``; append the figure's record to ``figures.json``; close it.
+
+    ``stem`` is slugged (:func:`slug`): every file a report writes stays inside ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    stem = unique_stem(out, stem)
     rec = {"name": stem, "png": f"{stem}.png", "svg": f"{stem}.svg", "caption": caption, "section": section,
            "axes": [axes_record(ax) for ax in fig.axes if ax.get_visible()],
            "figure_legend": [t.get_text() for lg in fig.legends for t in lg.get_texts()]}
@@ -230,6 +247,20 @@ def save(fig: Any, out: Path, stem: str, caption: str, section: str) -> dict[str
     recs = [r for r in recs if r.get("name") != stem] + [rec]
     path.write_text(json.dumps(recs, indent=1))
     return rec
+
+
+def unique_stem(out: Path, stem: str) -> str:
+    """``slug(stem)``, suffixed ``_2``, ``_3``, ... when a figure of that name is already in ``out``'s manifest
+    (two experiment names that slug alike must not overwrite each other's figures)."""
+    stem = slug(stem)
+    path = out / MANIFEST
+    taken = {r.get("name") for r in json.loads(path.read_text())} if path.is_file() else set()
+    if stem not in taken:
+        return stem
+    i = 2
+    while f"{stem}_{i}" in taken:
+        i += 1
+    return f"{stem}_{i}"
 
 
 def drop_unused(axes_flat: list[Any], used: int) -> None:
