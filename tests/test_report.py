@@ -102,7 +102,7 @@ def test_full_report_has_every_section(tmp_path):
     for heading in ("Error versus budget", "Bias and variance", "Outer-loop convergence", "memory vs budget",
                     "odd_metric", "Failed cells"):
         assert heading in text, heading
-    assert "ParameterError: boom" in text and "Claims" not in text
+    assert "ParameterError: boom" in text and "## Claims" not in text
     html_text = (out / "index.html").read_text()
     imgs = _img_names(html_text)
     assert set(imgs) == {"error_vs_budget.png", "bias_variance.png", "convergence_0.png", "memory_vs_budget.png"}
@@ -382,8 +382,10 @@ def test_toc_links_resolve_and_tables_sort(tmp_path):
     links = re.findall(r"href='#([^']+)'", toc)
     ids = set(re.findall(r"id='([^']+)'", page))
     assert len(links) >= 8 and all(a in ids for a in links)
-    assert {"summary", "error_vs_budget", "bias_variance", "convergence", "memory_vs_budget", "failed"} <= set(links)
-    assert page.index("id='summary'") < page.index("id='error_vs_budget'")  # summary first
+    assert {"error_vs_budget", "bias_variance", "convergence", "memory_vs_budget", "failed"} <= set(links)
+    # the summary first, then the findings digest, then the (collapsed) contents, then the sections
+    assert page.index("id='summary'") < page.index("id='findings'") < page.index("<nav id='toc'>") \
+        < page.index("id='error_vs_budget'")
     assert "<table class='sortable'>" in page and "function bbSort" in page and "<details>" in page
     assert "http://" not in page and "https://" not in page  # offline: nothing fetched
 

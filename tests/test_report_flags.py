@@ -102,3 +102,44 @@ def test_to_eps_uses_the_seed_mean_curve():
     rows = _curve_rows("m", a, seeds=(0,)) + [{**r, "seed": 1} for r in _curve_rows("m", b, seeds=(0,))]
     t, _ = to_target(pd.DataFrame(rows))
     assert t.set_index("estimator").loc["m", "iteration_to_eps"] == 9
+
+
+def test_summary_counts_gate_verdicts_and_outcomes_apart_and_findings_list_them(tmp_path):
+    """"43 PASS" while 4 claims are recorded "not reproduced" misread as "all reproduce": the summary shows the
+    gate verdicts and the measured outcomes apart, and the findings digest names the not-reproduced claims, the
+    failed cells and the violations, each linked to its section."""
+    from blobench.gate.claim_base import ClaimResult, save_results
+    from tests.test_report import make_run
+
+    run = make_run(tmp_path, {"error_vs_budget"})
+    res = [ClaimResult("good", "Doe 2020", "s", "holds", "holds", "m", "p", "c", False, True, 0.1, {}),
+           ClaimResult("vrbo-rate", "Doe 2021", "s", "not reproduced", "not reproduced", "m", "p", "c", False, True,
+                       0.1, {})]
+    save_results(res, run / "claims.json", size="ci")
+    out = tmp_path / "rep"
+    text = write_report(run, out_dir=out).read_text()
+    assert "gate verdicts 2 PASS; measured outcomes 1 holds, 1 not reproduced" in text
+    lead = text.split("## Contents")[0]
+    assert "## Findings" in lead
+    assert 'claims recorded "not reproduced" (1): vrbo-rate ([see](#claims))' in lead
+    assert "failed cells: 1 (error_vs_budget failed: 1; first: ParameterError: boom) ([see](#failed))" in lead
+    assert "- synthetic: best itd (error at budget 8 0.0501), worst fo (0.5) on quadratic(dim=4,kappa=4) ([see](#error_vs_budget-synthetic))" in lead
+    page = (out / "index.html").read_text()
+    assert "href='#error_vs_budget-synthetic'" in page and "id='error_vs_budget-synthetic'" in page
+    assert page.index("id='findings'") < page.index("<nav id='toc'>") < page.index("id='claims'")
+
+
+def test_report_without_claims_takes_the_latest_claims_of_the_runs_folder(tmp_path):
+    """`make run`'s report had no claims section: it now takes the newest claims.json of the runs folder (saying
+    where it comes from), or says how to add claims."""
+    from blobench.gate.claim_base import ClaimResult, save_results
+    from tests.test_report import make_run
+
+    run = make_run(tmp_path, {"error_vs_budget"}, name="default")
+    text = write_report(run, out_dir=tmp_path / "r1").read_text()
+    assert "Claims: none with this run. Add them with `blobench report RUN --claims`" in text
+    other = make_run(tmp_path, {"error_vs_budget"}, name="reference")
+    save_results([ClaimResult("good", "Doe 2020", "s", "holds", "holds", "m", "p", "c", False, True, 0.1, {})],
+                 other / "claims.json", size="ci")
+    text = write_report(run, out_dir=tmp_path / "r2").read_text()
+    assert "the latest claims results in this runs folder: reference/claims.json" in text and "## Claims" in text

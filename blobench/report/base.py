@@ -37,6 +37,10 @@ class Context:
     done: set = field(default_factory=set)
     deduplicated: int = 0
     experiment_order: list = field(default_factory=list)
+    #: where the claims came from when not this run's own claims.json ("" otherwise)
+    claims_source: str = ""
+    #: lines of the findings digest that sections add: (text, anchor) tuples (best and worst method per slice)
+    findings: list = field(default_factory=list)
 
     def metrics(self) -> list[str]:
         return sorted(self.df["metric"].dropna().unique()) if "metric" in self.df else []

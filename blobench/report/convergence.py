@@ -17,7 +17,7 @@ import torch
 
 from blobench.report import style
 from blobench.report.base import Context, experiments, labelled, legend_labels, ok, params, section, with_params
-from blobench.report.page import Doc
+from blobench.report.page import Doc, slug as anchor_slug
 
 QUANTITIES = ("grad_norm_sq", "value_gap", "dist_stationary")
 LABELS = {"grad_norm_sq": "||grad Phi(x_t)||^2", "value_gap": "Phi(x_t) - Phi*",
@@ -144,6 +144,20 @@ def to_target(cp: pd.DataFrame, fraction: float = REACH_FRACTION) -> tuple[pd.Da
                                 f"stays <= {eps:.3g} ({fraction:g} x the initial value)")
 
 
+def best_worst(ctx: Context, name: str, t: pd.DataFrame, col: str, what: str, anchor: str) -> None:
+    """Add "best and worst method of this slice" (lowest and highest ``col``, finite values only) to the findings."""
+    if t.empty or col not in t or "estimator" not in t:
+        return
+    v = pd.to_numeric(t[col], errors="coerce")
+    ok_ = t[np.isfinite(v)].assign(_v=v[np.isfinite(v)])
+    if len(ok_) < 2:
+        return
+    b, w = ok_.loc[ok_["_v"].idxmin()], ok_.loc[ok_["_v"].idxmax()]
+    ctx.findings.append((f"{name}: best {b['estimator']} ({what} {b['_v']:.3g}), worst {w['estimator']} "
+                         f"({w['_v']:.3g})" + (f" on {b['problem']}" if t["problem"].nunique() == 1 else ""),
+                         anchor_slug(anchor)))
+
+
 @section("convergence", order=40)
 def render(ctx: Context, doc: Doc) -> None:
     d = ok(ctx.df, "convergence")
@@ -172,6 +186,7 @@ def render(ctx: Context, doc: Doc) -> None:
         reach, eps_txt = to_target(cp)
         if not reach.empty and not t.empty:
             t = t.merge(reach, on=["problem", "estimator"], how="left")
+        best_worst(ctx, name, t, "grad_norm_sq", "final ||grad Phi||^2", f"convergence-{name}")
         with doc.details(f"{name}: final values (mean over seeds){eps_txt}"):
             doc.table(t)
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from blobench.report import style
 from blobench.report.base import Context, experiments, labelled, legend_labels, ok, params, section
+from blobench.report.convergence import best_worst
 from blobench.report.page import Doc
 from blobench.measure.rates import METHOD, asymptotic_rate
 from blobench.report.theory import SHORT, rate_violation, theoretical_rate
@@ -168,6 +169,9 @@ def render(ctx: Context, doc: Doc) -> None:
         if rec:
             ctx.figures.append(rec)
             doc.img(rec["png"], rec["caption"], rec["svg"])
+        top = e[e["budget"] == e["budget"].max()].groupby(["problem_label", "estimator_label"], as_index=False)["value"].mean()
+        best_worst(ctx, name, top.rename(columns={"problem_label": "problem", "estimator_label": "estimator"}),
+                   "value", f"error at budget {e['budget'].max():g}", f"error_vs_budget-{name}")
         with doc.details("errors per budget (table)"):
             t = e.pivot_table(index=["problem_label", "estimator_label"], columns="budget", values="value",
                               aggfunc="mean").reset_index().rename(columns={"problem_label": "problem",

@@ -120,19 +120,41 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
         final = slice_folder(Path(out_root), run_dir.name, where)
     else:
         final = Path(out_root) / run_dir.name
-    if claims is None and (run_dir / "claims.json").is_file():
-        claims = run_dir / "claims.json"
+    claims_source = ""
+    if claims is None:
+        claims, claims_source = latest_claims(run_dir)
     with owned_output(final) as out:
-        _write(run_dir, man, raw, out, title, claims, where)
+        _write(run_dir, man, raw, out, title, claims, where, claims_source)
     return final / "report.md"
 
 
-def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: Any, where: Any) -> None:
+def latest_claims(run_dir: Path) -> tuple[Path | None, str]:
+    """The claims results a report of ``run_dir`` shows when none are given: ``<run>/claims.json``, else the newest
+    ``claims.json`` of another run in the same runs folder (``make run``'s report then shows the last
+    ``make report`` / ``report --claims`` results), with a line saying where they come from; (None, "") if none."""
+    own = run_dir / "claims.json"
+    if own.is_file():
+        return own, ""
+    try:
+        found = [p for p in run_dir.parent.glob("*/claims.json") if p.is_file()]
+    except OSError:
+        found = []
+    if not found:
+        return None, ""
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(newest.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return newest, f"the latest claims results in this runs folder: {newest.parent.name}/claims.json, {when}"
+
+
+def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: Any, where: Any,
+           claims_source: str = "") -> None:
     df, dropped = base.dedup_deterministic(raw)
     order = [e.get("name") for e in ((man.get("matrix") or {}).get("experiment") or []) if isinstance(e, dict)]
     ctx = Context(df=df, raw=raw, out=out, run_dir=run_dir, manifest=man, claims=load_claims(claims) or None,
                   pal=style.palette(base.estimator_names(raw)),
-                  deduplicated=dropped, experiment_order=order)
+                  deduplicated=dropped, experiment_order=order, claims_source=claims_source)
     body = Doc()
     first = Doc()
     for s in SECTIONS:
@@ -142,10 +164,10 @@ def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: An
     for s in SECTIONS:
         if s.name == "summary":
             s.render(ctx, first)
-    first.extend(body)
     header = Doc()
     header.h(1, title)
     if where:
         header.p(f"Slice of the run: {where_text(where)} ({len(raw)} rows).")
-    (out / "report.md").write_text(render_markdown(header, first))
-    (out / "index.html").write_text(render_html(title, header, first))
+    body._ids |= first._ids  # anchors stay unique across the lead and the sections
+    (out / "report.md").write_text(render_markdown(header, body, first))
+    (out / "index.html").write_text(render_html(title, header, body, first))
