@@ -105,7 +105,8 @@ def test_full_report_has_every_section(tmp_path):
     assert "ParameterError: boom" in text and "## Claims" not in text
     html_text = (out / "index.html").read_text()
     imgs = _img_names(html_text)
-    assert set(imgs) == {"error_vs_budget.png", "bias_variance.png", "convergence_0.png", "memory_vs_budget.png"}
+    assert set(imgs) == {"error_vs_budget_synthetic.png", "bias_variance_synthetic.png", "convergence_synthetic.png",
+                         "memory_vs_budget_synthetic.png"}  # named after their experiment
     for name in imgs:  # every image referenced exists beside index.html, is a real PNG and small
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and 2_000 < len(data) < 400_000, name

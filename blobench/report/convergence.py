@@ -20,8 +20,30 @@ from blobench.report.base import Context, experiments, labelled, legend_labels, 
 from blobench.report.page import Doc, slug as anchor_slug
 
 QUANTITIES = ("grad_norm_sq", "value_gap", "dist_stationary")
-LABELS = {"grad_norm_sq": "||grad Phi(x_t)||^2", "value_gap": "Phi(x_t) - Phi*",
-          "dist_stationary": "distance to nearest stationary point"}
+#: plain-text names (captions, tables)
+PLAIN = {"grad_norm_sq": "||grad Phi(x_t)||^2", "value_gap": "Phi(x_t) - Phi*", "dist_stationary": "distance to nearest stationary point"}
+#: axis labels in mathtext (the plain-text names stay in tables); ``target_labels`` swaps Phi for M^(r) on
+#: algorithm-based (unrolled) problems, whose objective is the r-step meta-objective (DESIGN.md, ABLO)
+LABELS = {"grad_norm_sq": r"$\|\nabla\Phi(x_t)\|^2$", "value_gap": r"$\Phi(x_t) - \Phi^*$",
+          "dist_stationary": r"$\mathrm{dist}(x_t, \mathcal{X}^*)$ (nearest stationary point)"}
+UNROLLED_LABELS = {"grad_norm_sq": r"$\|\nabla M^{(r)}(x_t)\|^2$", "value_gap": r"$M^{(r)}(x_t) - M^{(r)*}$",
+                   "dist_stationary": LABELS["dist_stationary"]}
+#: quantities drawn on a log axis whenever they have positive values (non-positive ones are left out of the line)
+ALWAYS_LOG = ("grad_norm_sq", "value_gap", "dist_stationary")
+
+
+def target_kind(problem: str, pparams: dict) -> str:
+    """"argmin" or "unrolled": the problem's ``target.kind`` ("argmin" where the problem cannot be built)."""
+    try:
+        from blobench.core import api
+
+        return str(getattr(api.problem(problem, **pparams).target, "kind", "argmin"))
+    except Exception:  # an unknown plugin or bad params: the bilevel default
+        return "argmin"
+
+
+def target_labels(problem: str, pparams: dict) -> dict[str, str]:
+    return UNROLLED_LABELS if target_kind(problem, pparams) == "unrolled" else LABELS
 
 
 def with_calls_total(c: pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +67,7 @@ def _figure(ctx: Context, name: str, cp: pd.DataFrame, labels: dict, stem: str) 
     if not qs:
         return None
     calls = [k for k in cp.columns if k.startswith("calls_")]
-    xs = [("iteration", "outer iteration t", None)]
+    xs = [("iteration", r"outer iteration $t$", None)]
     if calls and cp[calls].notna().any().any():
         cp = with_calls_total(cp)
         xs.append(("calls_total", "oracle calls (all kinds, cumulative)", None))
@@ -64,27 +86,32 @@ def _figure(ctx: Context, name: str, cp: pd.DataFrame, labels: dict, stem: str) 
 
     with style.themed():
         fig, axes = style.new_figure(len(qs), len(xs), w=4.3, h=3.1, legend_rows=1)
+        ylabels = target_labels(str(cp["problem"].iloc[0]), next(iter(pps.values()), {}))
         for row, qn in zip(axes, qs):
             cq = cp[(cp["quantity"] == qn) & cp["value"].notna()]
             for ax, (xcol, xlab, unit) in zip(row, xs):
                 cur = curves(cq, xcol)
-                log = style.log_if_positive(ax, cq["value"])
+                pos = cq["value"][cq["value"] > 0]
+                log = style.log_if_positive(ax, pos) or (qn in ALWAYS_LOG and style.force_log(ax, pos))
                 for i, ((est, ep, pp), g) in enumerate(cur.groupby(["estimator", "estimator_params",
                                                                      "problem_params"])):
-                    ls, _ = style.style_cycle(i)
+                    ls, mk = ctx.ls(est), ctx.marker(est)
                     y = g["y"].where(g["y"] > 0) if log else g["y"]
-                    if pvary:  # estimator -> colour; problem configuration -> line style
+                    if pvary:  # estimator -> colour and marker; problem configuration -> line style
                         ls = style.LINESTYLES[list(pps).index(pp) % len(style.LINESTYLES)]
-                    ax.plot(g["x"], y, ls, color=ctx.color(est), label=label(est, ep, pp))
+                    ax.plot(g["x"], y, ls, color=ctx.color(est), marker=mk, ms=3.5,
+                            markevery=max(1, len(g) // 8), label=label(est, ep, pp))
                     if nseeds > 1:
                         style.band(ax, g["x"], g["lo"], g["hi"], ctx.color(est))
                 ax.set_xlabel(xlab)
                 style.unit_axis(ax, unit, axis="x")
-                ax.set_ylabel(LABELS[qn])
+                ax.set_ylabel(ylabels[qn])
+                if log:
+                    style.tidy_log_axis(ax)
         style.legend_outside(fig, list(axes.flat))
         fig.suptitle(f"{name}: {with_params(cp['problem'].iloc[0], common)}"
                      + (f" (lines: {', '.join(pvary)})" if pvary else ""))
-        missing = [LABELS[q] for q in QUANTITIES if q not in qs]
+        missing = [PLAIN[q] for q in QUANTITIES if q not in qs]
         cap = (f"{name}: convergence versus iterations, oracle calls and time; mean over {nseeds} seed(s)"
                + (", band: 95% CI of the mean over seeds" if nseeds > 1 else " (one seed: no band)")
                + (f"; not drawn (unknown for this problem): {', '.join(missing)}" if missing else ""))
@@ -169,7 +196,7 @@ def render(ctx: Context, doc: Doc) -> None:
     n = 0
     for name, cp in experiments(c, ctx.experiment_order):
         doc.h(3, name, anchor=f"convergence-{name}")
-        rec = _figure(ctx, name, cp, legend_labels(cp), f"convergence_{n}")
+        rec = _figure(ctx, name, cp, legend_labels(cp), f"convergence_{name}")
         if rec:
             n += 1
             ctx.figures.append(rec)
@@ -215,7 +242,9 @@ def landscape(ctx: Context, doc: Doc) -> None:
             lo, hi = min(xs.min(), -10.0), max(xs.max(), 30.0)
             grid = np.linspace(lo, hi, 400)
             val = lambda v: float(prob.value(torch.tensor([v], dtype=torch.float64)))  # noqa: E731
-            style.reference_line(ax.plot(grid, [val(v) for v in grid], color="0.3", lw=1.3, label="Phi(x)")[0])
+            style.reference_line(ax.plot(grid, [val(v) for v in grid], color="0.3", lw=1.3,
+                                         label=r"$M^{(r)}(x)$" if target_kind(pname, params(pparams)) == "unrolled"
+                                         else r"$\Phi(x)$")[0])
             for est, ge in g.groupby("estimator"):
                 xe = pd.to_numeric(ge["value"]).to_numpy()
                 ax.scatter(xe, [val(v) for v in xe], color=ctx.color(est), s=45, zorder=3,
@@ -227,8 +256,9 @@ def landscape(ctx: Context, doc: Doc) -> None:
             for sp in prob.stationary_points():
                 style.reference_line(ax.axvline(float(sp.reshape(-1)[0]), color="0.7", ls="--", lw=0.9,
                                                 label="stationary point"))
-            ax.set_xlabel("x (outer variable)")
-            ax.set_ylabel("Phi(x) = M^(r)(x) (loss units)")
+            ax.set_xlabel(r"$x$ (outer variable)")
+            ax.set_ylabel(r"$M^{(r)}(x)$ (loss units)" if target_kind(pname, params(pparams)) == "unrolled"
+                          else r"$\Phi(x)$ (loss units)")
             ax.set_title(with_params(pname, params(pparams)))
         style.legend_outside(fig, axes[0])
         rec = style.save(fig, ctx.out, "landscape", "objective landscape with end points", "convergence")

@@ -116,7 +116,7 @@ def _figure(ctx: Context, name: str, err: pd.DataFrame, labels: dict, stem: str)
                 g = g[g["value"] > 0]  # an exact zero error has no place on a log axis: it stays in the table
                 if g.empty:
                     continue
-                ls, mk = style.style_cycle(i)
+                ls, mk = ctx.ls(est), ctx.marker(est)
                 ax.plot(g["budget"], g["value"], ls, marker=mk, ms=4, color=ctx.color(est), label=f"{lab}")
                 t = theoretical_rate(g0["problem"].iloc[0], params(pp), est, params(ep), bp)
                 if t is not None:
@@ -129,7 +129,9 @@ def _figure(ctx: Context, name: str, err: pd.DataFrame, labels: dict, stem: str)
                                                  label=f"{est} theory {t[0]:.3g} ({SHORT.get(t[1], t[1])})")[0])
             style.log_if_positive(ax, sub["value"][sub["value"] > 0])
             ax.set_xlabel(f"budget: {bp} (iterations)")
-            ax.set_ylabel("||estimate - grad Phi(x)||")
+            ax.set_ylabel(r"$\|\hat{g} - \nabla\Phi(x)\|$")
+            if ax.get_yscale() == "log":
+                style.tidy_log_axis(ax)
             ax.set_title(pl)
         style.drop_unused(flat, len(panels))
         style.legend_outside(fig, flat, ncol=2)
@@ -165,7 +167,7 @@ def render(ctx: Context, doc: Doc) -> None:
     err = err.assign(budget=err["budget"].astype(float), value=pd.to_numeric(err["value"], errors="coerce"))
     for i, (name, e) in enumerate(experiments(err, ctx.experiment_order)):
         doc.h(3, f"{name}", anchor=f"error_vs_budget-{name}")
-        rec = _figure(ctx, name, e, legend_labels(e), "error_vs_budget" if i == 0 else f"error_vs_budget_{i}")
+        rec = _figure(ctx, name, e, legend_labels(e), f"error_vs_budget_{name}")
         if rec:
             ctx.figures.append(rec)
             doc.img(rec["png"], rec["caption"], rec["svg"])

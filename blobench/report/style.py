@@ -51,25 +51,32 @@ def themed() -> Iterator[Any]:
         yield p
 
 
-def palette(names: Iterable[str]) -> dict[str, tuple]:
-    """One colour per estimator name, stable across every figure of a report (sorted order)."""
-    import seaborn as sns
-
-    names = sorted(set(str(n) for n in names))
-    n = max(len(names), 1)
-    # distinct hues first (tab10), then the dark and the bright qualitative sets: never a light/dark pair of the
-    # same hue for two estimators, as tab20 would give neighbours in sorted order
-    colors = (sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8) + sns.color_palette("Set1", 9))
-    if n > len(colors):
-        colors = sns.color_palette("husl", n)
-    return {nm: colors[i % len(colors)] for i, nm in enumerate(names)}
-
-
 LINESTYLES = ["-", "--", ":", "-."]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 
+def method_styles(names: Iterable[str]) -> dict[str, tuple[tuple, str, str]]:
+    """(colour, line style, marker) per estimator name, one fixed style per method in every figure.
+
+    Names are sorted (every registered estimator, so a method keeps its style across reports); the i-th gets the
+    i-th of the 10 tab10 colours (the most distinct qualitative set; the 11th method reuses a colour), the
+    marker ``MARKERS[i % 7]`` and the line style ``LINESTYLES[(i // 10) % 4]``: two methods sharing a colour
+    always differ in line style and marker, so 15 methods in one figure stay apart in colour and in greyscale."""
+    import seaborn as sns
+
+    names = sorted(set(str(n) for n in names))
+    colors = sns.color_palette("tab10", 10)
+    return {nm: (colors[i % 10], LINESTYLES[(i // 10) % len(LINESTYLES)], MARKERS[i % len(MARKERS)])
+            for i, nm in enumerate(names)}
+
+
+def palette(names: Iterable[str]) -> dict[str, tuple]:
+    """One colour per estimator name, stable across every figure of a report (:func:`method_styles`)."""
+    return {k: v[0] for k, v in method_styles(names).items()}
+
+
 def style_cycle(i: int) -> tuple[str, str]:
+    """(line style, marker) by position; prefer a method's own style (``Context.ls`` / ``Context.marker``)."""
     return LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)]
 
 
@@ -132,6 +139,28 @@ def log_if_positive(ax: Any, values: Any, axis: str = "y", base: float = 10) -> 
         return False
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log", base=base)
     return True
+
+
+def force_log(ax: Any, positive: Any, axis: str = "y") -> bool:
+    """Log scale for a quantity that lives on one (a gap, a squared norm) whenever it has positive values, even
+    when they span less than a factor 4 or some values are 0 (those are left out of the line)."""
+    v = np.asarray(list(positive), dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) == 0:
+        return False
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    return True
+
+
+def tidy_log_axis(ax: Any, axis: str = "y", max_labels: int = 6) -> None:
+    """At most ``max_labels`` labelled decades (10^k in mathtext), unlabelled minor ticks: no cluttered log axis."""
+    from matplotlib.ticker import LogFormatterMathtext, LogLocator, NullFormatter
+
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    a.set_major_locator(LogLocator(base=10, numticks=max_labels))
+    a.set_major_formatter(LogFormatterMathtext(base=10))
+    a.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
+    a.set_minor_formatter(NullFormatter())
 
 
 def band(ax: Any, x: Any, lo: Any, hi: Any, color: Any, alpha: float = 0.18) -> None:

@@ -1,0 +1,47 @@
+"""Figure conventions (issue 26): mathtext labels with the problem's own target symbol, log axes for gaps and
+squared norms, one fixed (colour, line style, marker) per method, figure files named after their experiment."""
+from __future__ import annotations
+
+import json
+
+from blobench import harness
+from blobench.report import write_report
+from blobench.report.style import method_styles, slug
+from tests.test_report import make_run
+
+
+def test_every_method_has_its_own_style_and_keeps_it():
+    names = harness.estimators()
+    styles = method_styles(names)
+    assert len(set(styles.values())) == len(names)  # no two methods drawn alike
+    # the style of a method depends only on the registry, not on which methods a figure shows
+    assert method_styles(names + ["zz-plugin"])[names[0]] == styles[names[0]]
+    # colours that repeat (more than 10 methods) always differ in line style and marker
+    for a in names:
+        for b in names:
+            if a < b and styles[a][0] == styles[b][0]:
+                assert styles[a][1] != styles[b][1] and styles[a][2] != styles[b][2], (a, b)
+
+
+def test_convergence_labels_log_axes_and_file_names(tmp_path):
+    run = make_run(tmp_path, {"convergence", "error_vs_budget"})
+    out = tmp_path / "rep"
+    write_report(run, out_dir=out)
+    figs = {f["name"]: f for f in json.loads((out / "figures.json").read_text())}
+    assert {"convergence_synthetic", "error_vs_budget_synthetic"} <= set(figs)
+    axes = figs["convergence_synthetic"]["axes"]
+    by_label = {a["ylabel"]: a for a in axes}
+    assert r"$\|\nabla\Phi(x_t)\|^2$" in by_label and r"$\Phi(x_t) - \Phi^*$" in by_label
+    assert all(a["yscale"] == "log" for a in axes)  # the gap and the squared norm on log axes
+    assert figs["error_vs_budget_synthetic"]["axes"][0]["ylabel"] == r"$\|\hat{g} - \nabla\Phi(x)\|$"
+
+
+def test_unrolled_problems_are_labelled_with_the_meta_objective():
+    from blobench.report.convergence import target_labels
+
+    assert "M^{(r)}" in target_labels("meta-quadratic", {"unroll_steps": 5})["grad_norm_sq"]
+    assert "M^{(r)}" not in target_labels("quadratic", {"dim": 4})["grad_norm_sq"]
+
+
+def test_slug():
+    assert slug("x/../../escaped") == "x-escaped" and slug("..") == "figure" and slug("a b/c") == "a-b-c"
