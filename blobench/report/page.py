@@ -97,6 +97,10 @@ class Doc:
         """A bullet list; an item ``(text, anchor)`` links to that anchor of the page."""
         self.blocks.append(("ul", items))
 
+    def link(self, text: str, href: str) -> None:
+        """A paragraph that is a link to a file beside the page (e.g. the dashboard)."""
+        self.blocks.append(("link", (text, href)))
+
     def table(self, df: pd.DataFrame) -> None:
         self.blocks.append(("table", df))
 
@@ -139,6 +143,8 @@ class Doc:
                 out += [f"![{v[1]}]({v[0]})" + (f" ([SVG]({v[2]}))" if v[2] else ""), ""]
             elif kind == "flag":
                 out += [f"**VIOLATION: {v}**", ""]
+            elif kind == "link":
+                out += [f"[{v[0]}]({v[1]})", ""]
             elif kind == "open":
                 out += [f"_{v}:_", ""]
         return "\n".join(out) + "\n"
@@ -170,6 +176,8 @@ class Doc:
                            f"alt=\"{html.escape(alt)}\"></a><figcaption>{html.escape(alt)}{link}</figcaption></figure>")
             elif kind == "flag":
                 out.append(f"<p class='violation flag'>VIOLATION: {html.escape(v)}</p>")
+            elif kind == "link":
+                out.append(f"<p><a href='{html.escape(v[1])}'>{html.escape(v[0])}</a></p>")
             elif kind == "open":
                 out.append(f"<details><summary>{html.escape(v)}</summary>")
             elif kind == "close":

@@ -168,6 +168,10 @@ def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: An
     header.h(1, title)
     if where:
         header.p(f"Slice of the run: {where_text(where)} ({len(raw)} rows).")
+    from blobench.report.dashboard import NAME, write_dashboard
+
+    if write_dashboard(df, out, title, ctx.pal) is not None:
+        header.link(f"Interactive dashboard ({NAME}: offline; methods, axes, seed bands, parameter filter)", NAME)
     body._ids |= first._ids  # anchors stay unique across the lead and the sections
     (out / "report.md").write_text(render_markdown(header, body, first))
     (out / "index.html").write_text(render_html(title, header, body, first))
