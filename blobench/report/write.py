@@ -109,6 +109,7 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
 
     run_dir = resolve_run(run)
     man = read_manifest(run_dir)
+    load_manifest_plugins(man)
     raw = load(run_dir)
     title = f"blobench report: {run_dir.name}"
     if where:
@@ -126,6 +127,19 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     with owned_output(final) as out:
         _write(run_dir, man, raw, out, title, claims, where, claims_source)
     return final / "report.md"
+
+
+def load_manifest_plugins(man: dict) -> list[str]:
+    """Import the plugin files the run recorded (manifest ``plugins``), so ``report RUN`` needs no ``--plugin``;
+    a file that is gone is skipped (the sections then show its cells as given). Returns the files loaded."""
+    from blobench.engine.runner import load_plugins
+
+    done = []
+    for p in man.get("plugins") or []:
+        if isinstance(p, str) and Path(p).is_file():
+            load_plugins([p])
+            done.append(p)
+    return done
 
 
 def latest_claims(run_dir: Path) -> tuple[Path | None, str]:
