@@ -75,3 +75,40 @@ def test_plugin_is_accepted_after_the_subcommand_and_report_uses_the_recorded_pl
     figs = json.loads((tmp_path / "rep" / "figures.json").read_text())
     assert any("theory 0.8" in t for f in figs for t in f["figure_legend"])
     assert "quadratic-wrong-mu" in PROBLEMS._items
+
+
+def _settings_run(root, name, inner_steps):
+    from blobench.engine.store import write_manifest, write_shard
+    from tests.test_report import _cell, _convergence_rows
+
+    run = root / "runs" / name
+    write_manifest(run, {"matrix_path": f"{name}.toml", "cells": 2, "created": "now", "git_revision": "abc",
+                         "versions": {}, "machine": {}, "devices": {}})
+    for est, rate in (("itd", 0.8 if inner_steps == 20 else 0.7), ("aid-cg", 0.75)):
+        c = _cell(f"{name}-{est}", "convergence", est, _convergence_rows(rate, 0), ep={"inner_steps": inner_steps})
+        write_shard(run, f"{name}-{est}", c)
+    return run
+
+
+def test_compare_compares_settings_not_only_identical_cells(tmp_path, capsys):
+    """`compare mine mine-k40` (inner_steps 20 vs 40) said "values compared: 0" and drew nothing: cells are now
+    aligned by problem, estimator, metric and seed, the differing parameter is named, and paired figures drawn."""
+    from blobench.report.results import compare_runs
+
+    a, b = _settings_run(tmp_path, "mine", 20), _settings_run(tmp_path, "mine-k40", 40)
+    cmp = compare_runs(a, b)
+    assert cmp["rows_compared"] == 0  # no identical cell: the old comparison had nothing
+    st = cmp["settings"].set_index("estimator")
+    assert set(st.index) == {"itd", "aid-cg"}
+    assert st.loc["itd", "differing parameters (A -> B)"] == "inner_steps: 20 -> 40"
+    assert st.loc["itd", "rows paired"] == 61  # 20 iterations x 3 quantities, and the diverged flag
+    p = cmp["paired"]
+    itd = p[(p["estimator"] == "itd") & (p["quantity"] == "grad_norm_sq") & (p["iteration"] == 19)]
+    assert len(itd) == 1 and float(itd["value_b"].iloc[0]) < float(itd["value_a"].iloc[0])  # 0.7^19 < 0.8^19
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "settings compared: 2 cell pair(s)" in printed and "inner_steps: 20 -> 40" in printed
+    figs = json.loads((out / "figures.json").read_text())
+    (f,) = [f for f in figs if f["name"] == "compare_settings_convergence"]
+    assert all(ax["lines"] == 4 and ax["points"] > 0 for ax in f["axes"])  # 2 methods x (A, B) per panel
