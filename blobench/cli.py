@@ -174,7 +174,8 @@ def cmd_run(a) -> int:
     if a.report:
         from blobench.report import write_report
 
-        print(write_report(run_dir, a.reports_dir))
+        md = write_report(run_dir, a.reports_dir, progress=not a.quiet)
+        _print_report_paths(md)
     return EXIT_PARTIAL if read_summary(run_dir).get("partial") else 0
 
 
@@ -220,8 +221,18 @@ def cmd_report(a) -> int:
 
         results = check(None, size=a.size, errors="record")
         claims = save_results(results, resolve_run(a.run) / "claims.json", size=a.size)
-    print(write_report(a.run, a.reports_dir, claims=claims, out_dir=a.out, where=getattr(a, "where", None)))
+    md = write_report(a.run, a.reports_dir, claims=claims, out_dir=a.out, where=getattr(a, "where", None),
+                      progress=not getattr(a, "quiet", False))
+    _print_report_paths(md)
     return 0
+
+
+def _print_report_paths(md) -> None:
+    """report.md, then the dashboard where there is one, then index.html: the page to open is the last line."""
+    print(md)
+    if (md.parent / "dashboard.html").is_file():
+        print(md.parent / "dashboard.html")
+    print(md.parent / "index.html")
 
 
 def claims_table(results) -> str:
@@ -357,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every claim (at --size), save <run>/claims.json and include the claims table")
     s.add_argument("--claims-file", help="include the claims table from this JSON (from check --json)")
     s.add_argument("--size", default="ci", choices=["ci", "full"], help="claim size for --claims")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("plot", help="one figure from a run: --y QUANTITY against --x, one line per --hue")

@@ -112,3 +112,18 @@ def test_compare_compares_settings_not_only_identical_cells(tmp_path, capsys):
     figs = json.loads((out / "figures.json").read_text())
     (f,) = [f for f in figs if f["name"] == "compare_settings_convergence"]
     assert all(ax["lines"] == 4 and ax["points"] > 0 for ax in f["axes"])  # 2 methods x (A, B) per panel
+
+
+def test_report_shows_progress_and_names_index_html_last(tmp_path, capsys):
+    run = make_run(tmp_path, {"error_vs_budget", "convergence"})
+    out = tmp_path / "rep"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    lines = cap.out.strip().splitlines()
+    assert lines[-1] == str(out / "index.html") and lines[0] == str(out / "report.md")
+    assert str(out / "dashboard.html") in lines
+    err = cap.err.splitlines()
+    assert err[0].startswith("report: synth: ") and any(ln.startswith("report:   convergence: 1 figure(s)") for ln in err)
+    assert err[-1].startswith("report: done: ")
+    assert main(["report", str(run), "--out", str(out), "-q"]) == 0
+    assert capsys.readouterr().err == ""

@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -94,7 +96,7 @@ def slice_folder(out_root: Path, run_name: str, where: Any) -> Path:
 
 
 def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any = None,
-                 out_dir: str | Path | None = None, where: Any = None) -> Path:
+                 out_dir: str | Path | None = None, where: Any = None, progress: bool = False) -> Path:
     """Write ``<out_root>/<run-id>/report.md`` and ``index.html`` (figures beside them); returns report.md.
 
     ``claims``: claim results, their rows, or a claims JSON path; default ``<run>/claims.json`` if present.
@@ -103,7 +105,7 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     ``blobench.report.results.apply_where``); the page says which slice it shows, and it goes to its own folder
     (:func:`slice_folder`) unless ``out_dir`` is given.
     The report is written into a temporary folder and swapped in (:func:`owned_output`); ``out_dir`` must be new,
-    empty or a folder blobench wrote.
+    empty or a folder blobench wrote. ``progress``: one line per section on stderr (what it does, seconds).
     """
     from blobench.engine.store import load, read_manifest, resolve_run
 
@@ -125,7 +127,7 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     if claims is None:
         claims, claims_source = latest_claims(run_dir)
     with owned_output(final) as out:
-        _write(run_dir, man, raw, out, title, claims, where, claims_source)
+        _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
     return final / "report.md"
 
 
@@ -162,8 +164,15 @@ def latest_claims(run_dir: Path) -> tuple[Path | None, str]:
     return newest, f"the latest claims results in this runs folder: {newest.parent.name}/claims.json, {when}"
 
 
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(f"report: {text}", file=sys.stderr, flush=True)
+
+
 def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: Any, where: Any,
-           claims_source: str = "") -> None:
+           claims_source: str = "", progress: bool = False) -> None:
+    t_all = time.perf_counter()
+    _say(progress, f"{run_dir.name}: {len(raw)} rows loaded; writing sections")
     df, dropped = base.dedup_deterministic(raw)
     order = [e.get("name") for e in ((man.get("matrix") or {}).get("experiment") or []) if isinstance(e, dict)]
     ctx = Context(df=df, raw=raw, out=out, run_dir=run_dir, manifest=man, claims=load_claims(claims) or None,
@@ -174,7 +183,10 @@ def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: An
     for s in SECTIONS:
         if s.name == "summary" or raw.empty and s.name != "claims":
             continue
+        t0, nfig = time.perf_counter(), len(ctx.figures)
         s.render(ctx, body)
+        if len(ctx.figures) > nfig or time.perf_counter() - t0 > 0.5:
+            _say(progress, f"  {s.name}: {len(ctx.figures) - nfig} figure(s), {time.perf_counter() - t0:.1f} s")
     for s in SECTIONS:
         if s.name == "summary":
             s.render(ctx, first)
@@ -189,3 +201,4 @@ def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: An
     body._ids |= first._ids  # anchors stay unique across the lead and the sections
     (out / "report.md").write_text(render_markdown(header, body, first))
     (out / "index.html").write_text(render_html(title, header, body, first))
+    _say(progress, f"done: {len(ctx.figures)} figure(s) in {time.perf_counter() - t_all:.1f} s")
