@@ -45,3 +45,22 @@ def test_unrolled_problems_are_labelled_with_the_meta_objective():
 
 def test_slug():
     assert slug("x/../../escaped") == "x-escaped" and slug("..") == "figure" and slug("a b/c") == "a-b-c"
+
+
+def test_a_tall_grid_has_its_legend_beside_the_first_row():
+    from blobench.report import style
+
+    with style.themed():
+        for rows, where in ((3, "right"), (1, "below")):
+            fig, axes = style.new_figure(rows, 3, w=4.0, h=3.0, legend_rows=1)
+            for ax in axes.flat:
+                ax.plot([0, 1], [0, 1], label="m")
+            style.legend_outside(fig, list(axes.flat))
+            fig.canvas.draw()
+            box = fig.legends[0].get_window_extent()
+            grid = axes[0][0].get_window_extent()
+            if where == "right":
+                assert box.x0 >= axes[0][2].get_window_extent().x1 and box.y1 >= grid.y0
+            else:
+                assert box.y1 <= grid.y0
+            style.plt().close(fig)

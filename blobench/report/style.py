@@ -186,10 +186,17 @@ def legend_outside(fig: Any, axes: Iterable[Any], ncol: int | None = None, title
     if not seen:
         return
     n = len(seen)
+    if fig.get_size_inches()[1] > TALL:  # a tall grid (e.g. 3 x 3 panels): the legend at the top right, in view
+        fig.legend(list(seen.values()), list(seen.keys()), loc="outside right upper", ncol=1, title=title)
+        return
     # as many columns as fit the figure's width (about 13 characters of 9 pt text per inch, plus the handle)
     fits = max(1, int(fig.get_size_inches()[0] * 13 // (max(len(s) for s in seen) + 6)))
     ncol = max(1, min(n, ncol or 4, fits))
     fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncol=ncol, title=title)
+
+
+#: figures taller than this (inches) put their legend on the right, beside the first row, not below the grid
+TALL = 8.0
 
 
 def new_figure(nrows: int, ncols: int, w: float = 4.6, h: float = 3.4, legend_rows: int = 0):
