@@ -177,12 +177,13 @@ def best_worst(ctx: Context, name: str, t: pd.DataFrame, col: str, what: str, an
         return
     v = pd.to_numeric(t[col], errors="coerce")
     ok_ = t[np.isfinite(v)].assign(_v=v[np.isfinite(v)])
-    if len(ok_) < 2:
+    if ok_["estimator"].nunique() < 2:  # one method (a sweep of problem parameters): nothing to rank
         return
     b, w = ok_.loc[ok_["_v"].idxmin()], ok_.loc[ok_["_v"].idxmax()]
-    ctx.findings.append((f"{name}: best {b['estimator']} ({what} {b['_v']:.3g}), worst {w['estimator']} "
-                         f"({w['_v']:.3g})" + (f" on {b['problem']}" if t["problem"].nunique() == 1 else ""),
-                         anchor_slug(anchor)))
+    one = t["problem"].nunique() == 1
+    ctx.findings.append((f"{name}: best {b['estimator']}" + ("" if one else f" on {b['problem']}")
+                         + f" ({what} {b['_v']:.3g}), worst {w['estimator']}" + ("" if one else f" on {w['problem']}")
+                         + f" ({w['_v']:.3g})" + (f" on {b['problem']}" if one else ""), anchor_slug(anchor)))
 
 
 @section("convergence", order=40)
