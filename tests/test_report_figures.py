@@ -64,3 +64,29 @@ def test_a_tall_grid_has_its_legend_beside_the_first_row():
             else:
                 assert box.y1 <= grid.y0
             style.plt().close(fig)
+
+
+def test_complexity_slope_only_with_an_interval_that_means_something():
+    """`stocbio 0.90 [-1.74, 3.53]` from 3 points was drawn as a slope: now the legend says why there is none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from blobench.measure.complexity import draw_complexity, slope_text
+
+    assert slope_text({"slope": 0.9, "lo": -1.74, "hi": 3.53, "n": 3}) == \
+        "no slope: 3 points, 95% interval [-1.74, 3.53] too wide"
+    assert slope_text({"slope": 2.0, "lo": 1.9, "hi": 2.1, "n": 5}) == "slope 2.00 [1.90, 2.10]"
+    assert slope_text({"slope": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 2}).startswith("no slope: 2")
+    rows = []
+    for est, ys in (("exact-ish", [10.0, 40.0, 160.0, 640.0]), ("noisy", [10.0, 200.0, 12.0, 300.0])):
+        for k, y in zip((2.0, 4.0, 8.0, 16.0), ys):
+            rows.append({"metric": "complexity", "estimator": est, "kappa_y": k, "eps": 1e-3, "quantity": "calls_to_eps",
+                         "value": y, "upper_bound_order": float("nan")})
+    fig, ax = plt.subplots()
+    draw_complexity(ax, pd.DataFrame(rows))
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    plt.close(fig)
+    assert labels[0] == "exact-ish: slope 2.00 [2.00, 2.00]" and labels[1].startswith("noisy: no slope: 4 points")
