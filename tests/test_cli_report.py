@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from blobench.cli import hoist_plugins, main
 from tests.test_report import VIOLATION_MATRIX, WRONG_MU_PLUGIN, make_run

@@ -3,8 +3,6 @@ rate (blobench.measure.rates) and fires only when its whole interval lies above 
 columns count the first time after which a curve stays below eps."""
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pandas as pd
