@@ -12,8 +12,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
+	@echo "set-up 1/3: upgrading pip"
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	@echo "set-up 2/3: installing torch 2.13.0 (the largest download: about 2 minutes)"
+	$(PY) -m pip install --progress-bar on torch==2.13.0
+	@echo "set-up 3/3: installing blobench and its dependencies"
 	$(PY) -m pip install -q -e '.[dev,digits,dask,docs]'
 	touch $(STAMP)
 

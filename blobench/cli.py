@@ -150,18 +150,67 @@ def cmd_estimate(a) -> int:
     return 0
 
 
+def shortcut_matrix(a) -> dict[str, Any]:
+    """The matrix of ``run --problem P --estimators E1,E2 [--seeds N] [--metric M] [-P k=v] [-p k=v] [-m k=v]``:
+    one experiment, as benchopt selects solvers on the command line (no TOML to write)."""
+    ests = [e.strip() for e in (a.estimators or "").split(",") if e.strip()]
+    if not ests:
+        raise BlobenchError("run --problem needs --estimators NAME[,NAME...] (see `blobench list estimators`)")
+    if a.seeds < 1:
+        raise BlobenchError(f"run --seeds must be >= 1, got {a.seeds}")
+    name = a.run_id or f"{a.problem}-{'-'.join(ests)}"
+    exp = {"name": f"{a.problem}-{a.metric}", "problem": a.problem, "problem_params": _kv(a.problem_param),
+           "estimators": ests, "estimator_params": _kv(a.param), "metric": a.metric, "metric_params": _kv(a.metric_param)}
+    return {"name": name, "seeds": list(range(a.seeds)), "devices": ["cpu"], "experiment": [exp]}
+
+
 def cmd_run(a) -> int:
     from blobench.engine.runner import read_summary, run
 
-    run_dir = run(a.matrix, jobs=a.jobs, backend=a.backend, runs_dir=a.runs_dir, run_id=a.run_id,
+    if (a.matrix is None) == (a.problem is None):
+        raise BlobenchError("run takes a matrix file, or --problem P --estimators E1,E2 (not both)")
+    for opt in ("estimators", "param", "problem_param", "metric_param"):
+        if a.problem is None and getattr(a, opt):
+            raise BlobenchError(f"run --{opt.replace('_', '-')} goes with --problem (a matrix file sets it itself)")
+    matrix = a.matrix if a.problem is None else shortcut_matrix(a)
+    run_dir = run(matrix, jobs=a.jobs, backend=a.backend, runs_dir=a.runs_dir, run_id=a.run_id,
                   cell_timeout=a.cell_timeout, scheduler=a.scheduler, plugins=a.plugin,
                   diverge_bound=a.diverge_bound, retry_failed=a.retry_failed, progress=not a.quiet, yes=a.yes)
     print(run_dir)
     if a.report:
         from blobench.report import write_report
 
-        print(write_report(run_dir, a.reports_dir))
+        md = write_report(run_dir, a.reports_dir, progress=not a.quiet)
+        _print_report_paths(md)
     return EXIT_PARTIAL if read_summary(run_dir).get("partial") else 0
+
+
+def cmd_plot(a) -> int:
+    from blobench.report.plot import plot
+
+    print(plot(a.run, a.y, x=a.x, where=a.where, hue=a.hue, out=a.out, title=a.title))
+    return 0
+
+
+def hoist_plugins(argv: Sequence[str]) -> list[str]:
+    """``--plugin FILE`` accepted anywhere (``estimate ... --plugin F`` as well as ``--plugin F estimate ...``):
+    moved in front of the subcommand, where the parser reads it."""
+    argv, front, rest, i = list(argv), [], [], 0
+    while i < len(argv):
+        t = argv[i]
+        if t == "--":
+            rest += argv[i:]
+            break
+        if t == "--plugin" and i + 1 < len(argv):
+            front += [t, argv[i + 1]]
+            i += 2
+            continue
+        if t.startswith("--plugin="):
+            front.append(t)
+        else:
+            rest.append(t)
+        i += 1
+    return front + rest
 
 
 def cmd_report(a) -> int:
@@ -178,8 +227,18 @@ def cmd_report(a) -> int:
 
         results = check(None, size=a.size, errors="record")
         claims = save_results(results, resolve_run(a.run) / "claims.json", size=a.size)
-    print(write_report(a.run, a.reports_dir, claims=claims, out_dir=a.out, where=getattr(a, "where", None)))
+    md = write_report(a.run, a.reports_dir, claims=claims, out_dir=a.out, where=getattr(a, "where", None),
+                      progress=not getattr(a, "quiet", False))
+    _print_report_paths(md)
     return 0
+
+
+def _print_report_paths(md) -> None:
+    """report.md, then the dashboard where there is one, then index.html: the page to open is the last line."""
+    print(md)
+    if (md.parent / "dashboard.html").is_file():
+        print(md.parent / "dashboard.html")
+    print(md.parent / "index.html")
 
 
 def claims_table(results) -> str:
@@ -384,8 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(s)
     s.set_defaults(fn=cmd_estimate)
 
-    s = sub.add_parser("run", help="run a matrix (TOML) into runs/<run-id>/")
-    s.add_argument("matrix", help="matrix TOML file (e.g. matrices/smoke.toml)")
+    s = sub.add_parser("run", help="run a matrix (TOML), or --problem P --estimators E1,E2, into runs/<run-id>/")
+    s.add_argument("matrix", nargs="?", help="matrix TOML file (e.g. matrices/smoke.toml)")
+    s.add_argument("--problem", help="without a matrix: run this problem against --estimators (one experiment)")
+    s.add_argument("--estimators", help="with --problem: comma-separated estimator names, e.g. aid-cg,itd")
+    s.add_argument("--seeds", type=int, default=1, help="with --problem: seeds 0..N-1 (default 1)")
+    s.add_argument("--metric", default="convergence", help="with --problem: the metric (default convergence)")
+    s.add_argument("--param", "-p", action="append", help="with --problem: estimator parameter k=v (repeatable)")
+    s.add_argument("--problem-param", "-P", action="append", help="with --problem: problem parameter k=v (repeatable)")
+    s.add_argument("--metric-param", "-m", action="append", help="with --problem: metric parameter k=v (repeatable)")
     s.add_argument("--jobs", "-j", type=int, default=1, help="parallel workers (loky processes or Dask workers)")
     s.add_argument("--backend", default="loky", choices=["loky", "dask"], help="parallel backend (default loky)")
     s.add_argument("--scheduler", help="Dask scheduler address (default with --backend dask: a LocalCluster)")
@@ -411,7 +477,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every claim (at --size), save <run>/claims.json and include the claims table")
     s.add_argument("--claims-file", help="include the claims table from this JSON (from check --json)")
     s.add_argument("--size", default="ci", choices=["ci", "full"], help="claim size for --claims")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("plot", help="one figure from a run: --y QUANTITY against --x, one line per --hue")
+    s.add_argument("run", help="run folder or run id under ./runs")
+    s.add_argument("--y", required=True, help="quantity, e.g. grad_norm_sq, value_gap, error, bias_norm")
+    s.add_argument("--x", default="iteration", help="iteration (default), calls, seconds, budget, or a column")
+    s.add_argument("--hue", default="estimator", help="one line per value of this column or parameter (default estimator)")
+    s.add_argument("--where", action="append", help="keep rows where KEY=VALUE (as in export / report --where)")
+    s.add_argument("--out", default="figure.pdf", help="output file: .pdf, .svg or .png (default figure.pdf)")
+    s.add_argument("--title", help="figure title (default: the run id and the slice)")
+    s.set_defaults(fn=cmd_plot)
 
     s = sub.add_parser("check", help="run claims and gate on their recorded outcomes")
     s.add_argument("claims", nargs="*", help="claim names (default: every registered claim)")
@@ -452,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
-    a = ap.parse_args(argv)
+    a = ap.parse_args(hoist_plugins(sys.argv[1:] if argv is None else argv))
     try:
         from blobench.core.registry import load_plugin_file
 

@@ -103,7 +103,7 @@ def test_negative_control_missing_image_and_broken_link_are_detected(report_dir,
     anchor is counted broken."""
     copy = tmp_path / "broken"
     shutil.copytree(report_dir, copy)
-    (copy / "bias_variance.png").unlink()
+    (copy / "bias_variance_synthetic.png").unlink()
     page = (copy / "index.html").read_text()
     (copy / "index.html").write_text(page.replace("<h2 id='convergence'>", "<h2>"))
     s = page_state(copy / "index.html")

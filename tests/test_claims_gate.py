@@ -74,7 +74,8 @@ class _RateClaim(Claim):
         rate = _itd_rate(self.control_estimator if control else self.main_estimator, kappa,
                          self.control_budgets if control else (10, 20, 30, 40))
         pred = 1 - self.factor / kappa
-        fit = RateFit(rate, float("nan"), float("nan"), 4, self.rate_bound)
+        # an interval of +-0.01 around the fitted rate: a rate without one is never flagged (issue 26)
+        fit = RateFit(rate, rate - 0.01, rate + 0.01, 4, self.rate_bound)
         return Verdict(np.abs(rate - pred) <= 0.05 * pred, f"rate {rate:.4f}", f"{pred:.4f}", {"rate": rate},
                        [fit.columns("itd rate")])
 
@@ -146,7 +147,7 @@ def test_rate_violation_is_flagged_in_rows_and_cli(test_claims, capsys, tmp_path
     assert h.row()["rate_violation"] is False and "VIOLATION" not in h.row()["rates"]
     assert main(["check", "t-rate-violation", "t-holds", "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
-    assert "RATE VIOLATION t-rate-violation: itd rate 0.79" in out and "(no interval) beyond its bound 0.7" in out
+    assert "RATE VIOLATION t-rate-violation: itd rate 0.79" in out and "] beyond its bound 0.7" in out
     assert "RATE VIOLATION t-holds" not in out
     from blobench.gate.claim_base import load_results
 

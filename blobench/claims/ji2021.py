@@ -30,6 +30,7 @@ from blobench.core.theory import declared_rate
 from blobench.gate.claim_base import Claim, Verdict
 from blobench.core.estimator_base import batch_of
 from blobench.measure.metrics import RateFit, fit_loglinear, fit_rate, mean_test
+from blobench.measure.rates import asymptotic_rate
 from blobench.core.numerics import shared
 from blobench.core.oracles import Oracles
 from blobench.measure.outer import outer_loop
@@ -151,7 +152,7 @@ def _merge(controls: list[tuple[str, Callable[[], Verdict]]]) -> Verdict:
 class ITDRate(Claim):
     citation = "Ji, Yang, Liang 2021 (arXiv 2010.07962), ITD-BiO hypergradient error analysis behind Theorem 2 (Prop. 2); Ji thesis Ch. 2"
     statement = ("ITD's hypergradient error ||g_D - grad Phi|| contracts geometrically in the inner steps D at rate "
-                 "(1 - alpha mu) on a quadratic: fitting error ~ C D^p q^D (Prop. 2's bound has the form "
+                 "(1 - alpha mu) on a quadratic: fitting error ~ C D^p q^D on the tail D >= median D (blobench.measure.rates; Prop. 2's bound has the form "
                  "(c1 + c2 D)(1 - alpha mu)^D) gives q within 0.01 of 1 - alpha mu, its 95% interval not above it.")
     control = ("ITD's cross term with the wrong sign (mechanism broken); second: the inner step mis-set to alpha/2 "
                "while the rule predicts 1 - alpha mu with the nominal alpha")
@@ -165,7 +166,7 @@ class ITDRate(Claim):
         x = _x(p)
         errs = [_err(p, "itd", x, inner_steps=D, inner_lr=used) for D in Ds]
         pred = declared_rate(p, harness.estimator("itd", inner_lr=alpha), "inner_steps")[0]  # itd's theory: 1 - alpha mu
-        fit = fit_rate(Ds, errs, poly_prefactor=True, bound=pred)
+        fit = asymptotic_rate(Ds, errs, bound=pred)  # the shared rule: tail fit C D^p q^D (blobench.measure.rates)
         plain = fit_rate(Ds, errs, bound=pred)
         holds = abs(fit.rate - pred) <= self.TOL and not fit.rate_violation
         return Verdict(holds, f"fitted q {fit.text()}; tightness q/(1 - alpha mu) = {fit.rate / pred:.4f} "
@@ -173,7 +174,7 @@ class ITDRate(Claim):
                        f"1 - alpha mu = {pred:.4f} (+-{self.TOL})",
                        {"D": Ds, "errors": errs, "fitted_rate": fit.rate, "fitted_rate_ci": [fit.rate_lo, fit.rate_hi],
                         "plain_fit": plain.columns(), "theory_rate": pred, "alpha_used": used},
-                       [fit.columns("ITD error rate q (D^p q^D fit)")])
+                       [fit.columns("ITD error rate q (tail D^p q^D fit)")])
 
     def evaluate(self, size: str, control: bool) -> Verdict:
         if not control:
@@ -279,7 +280,7 @@ class NeumannBound(Claim):
         bounds = [cn * q ** (Q + 1) * v0 / mu for Q in Qs]
         ok = all(e <= bd * (1 + 1e-9) + 1e-12 for e, bd in zip(errs, bounds))
         worst = max(e / bd for e, bd in zip(errs, bounds))
-        fit = fit_rate(Qs, errs, bound=q)
+        fit = asymptotic_rate(Qs, errs, bound=q)  # the shared rule (blobench.measure.rates)
         return Verdict(ok, f"max error/bound = {worst:.3g}; fitted rate {fit.text()}",
                        f"error <= bound for all Q; rate 1 - eta mu = {q:.4f}",
                        {"Q": Qs, "errors": errs, "bounds": bounds}, [fit.columns("Neumann error rate")])

@@ -267,6 +267,22 @@ complexity.params = {
 
 # ----------------------------------------------------------------------------- figure
 
+#: widest 95 % interval of a fitted exponent that is drawn as a slope: narrower than 1, it tells kappa from kappa^2
+SLOPE_MAX_WIDTH = 1.0
+
+
+def slope_text(fit: dict[str, float]) -> str:
+    """A fitted exponent for a legend: "slope 1.98 [1.94, 2.03]" when its 95 % interval means something (3 or
+    more points, width <= :data:`SLOPE_MAX_WIDTH`); otherwise it says why no slope is given (e.g. stocBiO
+    0.90 [-1.74, 3.53] from 3 points: "no slope: 3 points, 95% interval [-1.74, 3.53] too wide")."""
+    n, lo, hi = int(fit.get("n", 0)), fit.get("lo", float("nan")), fit.get("hi", float("nan"))
+    if n < 3 or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"no slope: {n} point(s), no interval"
+    if hi - lo > SLOPE_MAX_WIDTH:
+        return f"no slope: {n} points, 95% interval [{lo:.2f}, {hi:.2f}] too wide"
+    return f"slope {fit['slope']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def draw_complexity(ax: Any, df, x: str = "kappa_y", eps: float | None = None, colors: dict | None = None) -> float:
     """Draw measured oracle calls to reach eps against ``x`` on log-log axes ``ax``: one colour per estimator
     (measured points, fitted exponent with its 95% interval in the label), the problem's lower bound (black), and
@@ -288,7 +304,7 @@ def draw_complexity(ax: Any, df, x: str = "kappa_y", eps: float | None = None, c
         fit = fit_exponent(g[x], g["value"])
         col = (colors or {}).get(name, default[i % len(default)])
         ax.loglog(g[x], g["value"], "o-", color=col,
-                  label=f"{name}: slope {fit['slope']:.2f} [{fit['lo']:.2f}, {fit['hi']:.2f}]")
+                  label=f"{name}: {slope_text(fit)}")
         ub = g["upper_bound_order"].astype(float).to_numpy()
         if np.isfinite(ub).all() and ub[0] > 0:
             ax.loglog(g[x], ub * g["value"].iloc[0] / ub[0], "--", color=col, alpha=0.7,

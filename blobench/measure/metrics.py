@@ -21,6 +21,7 @@ from blobench.core.params import Param
 from blobench.core.problem_base import Problem
 from blobench.core.registry import register_metric
 from blobench.measure.sampling import EstimateBatch, estimate
+from blobench.measure.rates import METHOD as RATE_METHOD, RateFit, asymptotic_rate  # noqa: F401 (RateFit: public here too)
 
 
 @dataclass
@@ -239,44 +240,6 @@ bias_variance.params = {
 }
 
 
-@dataclass
-class RateFit:
-    """A fitted rate with its confidence interval and, where a theory gives one, the bound it must respect.
-
-    Columns as rows and claims carry them (the report flags ``rate_violation`` red):
-    ``rate`` the fitted value, ``rate_lo``/``rate_hi`` its ``level`` confidence interval
-    (t-interval of the least-squares slope, scipy.stats.linregress; NaN with fewer than 3 points),
-    ``rate_bound`` the theoretical upper bound (NaN: none), ``rate_violation`` True iff the whole
-    interval lies above the bound (``rate_lo > rate_bound``; with no interval, ``rate > rate_bound``).
-    """
-
-    rate: float
-    rate_lo: float
-    rate_hi: float
-    points: int
-    rate_bound: float = float("nan")
-
-    @property
-    def rate_violation(self) -> bool:
-        if not math.isfinite(self.rate_bound) or not math.isfinite(self.rate):
-            return False
-        lo = self.rate_lo if math.isfinite(self.rate_lo) else self.rate
-        return bool(lo > self.rate_bound + 1e-9 * abs(self.rate_bound))  # rounding of an exactly met bound is no violation
-
-    def with_bound(self, bound: float | None) -> "RateFit":
-        return RateFit(self.rate, self.rate_lo, self.rate_hi, self.points, float("nan") if bound is None else float(bound))
-
-    def columns(self, name: str | None = None) -> dict[str, Any]:
-        """The documented columns (with ``name`` first when given: a claim's list of rates)."""
-        return {**({"name": name} if name else {}), "rate": self.rate, "rate_lo": self.rate_lo, "rate_hi": self.rate_hi, "rate_bound": self.rate_bound,
-                "rate_violation": self.rate_violation}
-
-    def text(self, digits: int = 4) -> str:
-        ci = f" [{self.rate_lo:.{digits}f}, {self.rate_hi:.{digits}f}]" if math.isfinite(self.rate_lo) else ""
-        bd = f" vs bound {self.rate_bound:.{digits}f}" if math.isfinite(self.rate_bound) else ""
-        return f"{self.rate:.{digits}f}{ci}{bd}" + (" RATE VIOLATION" if self.rate_violation else "")
-
-
 def fit_loglinear(xs: Any, ys: Any, level: float = 0.95, floor: float = 1e-13,
                   log_x: bool = False) -> tuple[float, float, float, int]:
     """Least-squares slope of log(y) on x (or on log x with ``log_x``), on finite y above ``floor``:
@@ -359,9 +322,12 @@ def error_vs_budget(ctx: CellContext, budget: str = "inner_steps", values: list 
                     samples: int = 1, at: str = "x0") -> list[dict[str, Any]]:
     """||mean estimate - grad Phi|| over a list of budgets (e.g. inner_steps or solver_steps), with the fitted geometric rate.
 
-    The ``fitted_rate`` row carries its 95% interval (``lo``/``hi`` = ``rate_lo``/``rate_hi``), the theory's
+    The ``fitted_rate`` row's ``value`` (``lo``/``hi``: its 95% interval) is the log-linear fit over every
+    budget, a description of the whole sweep. The tested quantity is the asymptotic rate of
+    :func:`blobench.measure.rates.asymptotic_rate` (tail fit C D^p q^D on D >= the median budget):
+    ``rate``/``rate_lo``/``rate_hi``, ``rate_points`` (tail size), ``rate_method``, the theory's
     bound ``rate_bound`` (:func:`theoretical_rate`; NaN where none applies) and ``rate_violation`` (the whole
-    interval above the bound): a violation is a finding to record or a bug to fix, never silent. With 4 or
+    tail interval above the bound): a violation is a finding to record or a bug to fix, never silent. With 4 or
     more budgets, ``rate_poly``/``rate_poly_lo``/``rate_poly_hi`` give the geometric factor of an
     error ~ C budget^p rate^budget fit: ITD's error bound (c1 + c2 D)(1 - alpha mu)^D (Ji et al. 2021,
     Prop. 2) makes the plain fit exceed 1 - alpha mu (flagged) while this one does not. A
@@ -386,13 +352,15 @@ def error_vs_budget(ctx: CellContext, budget: str = "inner_steps", values: list 
         rows.append({**base, "quantity": "error", "value": err})
         rows.append({**base, "quantity": "rel_error", "value": err / tn if tn > 0 else err})
     th = theoretical_rate(ctx.problem, ctx.estimator(), budget)
-    fit = fit_rate(values, errs, bound=th[0] if th else None)
+    whole = fit_rate(values, errs)  # descriptive: every budget, log-linear (the row's value, as always recorded)
+    fit = asymptotic_rate(values, errs, bound=th[0] if th else None)  # the tested quantity (blobench.measure.rates)
     cols = fit.columns()
     if len(values) >= 4:  # beside it, the geometric factor of a C budget^p rate^budget fit (bounds such as ITD's D q^D)
         pf = fit_rate(values, errs, poly_prefactor=True)
         cols.update({"rate_poly": pf.rate, "rate_poly_lo": pf.rate_lo, "rate_poly_hi": pf.rate_hi})
-    rows.append({"quantity": "fitted_rate", "budget_param": budget, "value": fit.rate, "lo": fit.rate_lo,
-                 "hi": fit.rate_hi, **cols, "rate_source": th[1] if th else ""})
+    rows.append({"quantity": "fitted_rate", "budget_param": budget, "value": whole.rate, "lo": whole.rate_lo,
+                 "hi": whole.rate_hi, **cols, "rate_method": RATE_METHOD, "rate_points": fit.points,
+                 "rate_source": th[1] if th else ""})
     if th:
         rows.append({"quantity": "theoretical_rate", "budget_param": budget, "value": th[0], "rate_source": th[1]})
     return rows

@@ -37,12 +37,33 @@ class Context:
     done: set = field(default_factory=set)
     deduplicated: int = 0
     experiment_order: list = field(default_factory=list)
+    #: where the claims came from when not this run's own claims.json ("" otherwise)
+    claims_source: str = ""
+    #: lines of the findings digest that sections add: (text, anchor) tuples (best and worst method per slice)
+    findings: list = field(default_factory=list)
+    #: estimator -> (colour, line style, marker), from the palette's names (filled on first use)
+    styles: dict = field(default_factory=dict)
 
     def metrics(self) -> list[str]:
         return sorted(self.df["metric"].dropna().unique()) if "metric" in self.df else []
 
     def color(self, estimator: str) -> Any:
         return self.pal.get(str(estimator).split("(")[0])
+
+    def _style(self, estimator: str) -> tuple:
+        if not self.styles:
+            from blobench.report.style import method_styles
+
+            self.styles = method_styles(self.pal)
+        return self.styles.get(str(estimator).split("(")[0], (None, "-", "o"))
+
+    def ls(self, estimator: str) -> str:
+        """The method's line style, the same in every figure (``style.method_styles``)."""
+        return self._style(estimator)[1]
+
+    def marker(self, estimator: str) -> str:
+        """The method's marker, the same in every figure (``style.method_styles``)."""
+        return self._style(estimator)[2]
 
 
 @dataclass

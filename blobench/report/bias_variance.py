@@ -21,7 +21,7 @@ from blobench.report.page import Doc
 #: relative float64 rounding level below which a bias (a variance: its square) counts as an exact zero
 ROUNDING = 1e-12
 KEEP = ["bias_norm", "variance_trace", "mse", "rel_bias", "unbiased_p_holm", "samples"]
-YLAB = {"bias_norm": "bias ||E[g] - grad Phi||", "variance_trace": "variance tr Cov[g]"}
+YLAB = {"bias_norm": r"bias $\|\mathbb{E}[\hat{g}] - \nabla\Phi\|$", "variance_trace": r"variance $\mathrm{tr}\,\mathrm{Cov}[\hat{g}]$"}
 
 
 def _num(v) -> bool:
@@ -95,7 +95,7 @@ def _figure(ctx: Context, name: str, d: pd.DataFrame, stem: str) -> dict | None:
                     a = a[a["value"] > 0]  # exact zeros (deterministic estimators): table only
                     if a.empty:
                         continue
-                    ls, mk = style.style_cycle(i)
+                    ls, mk = ctx.ls(est), ctx.marker(est)
                     ax.plot(a["x"], a["value"], ls, marker=mk, ms=5, color=ctx.color(est), label=gl)
                     if "lo" in a and a["lo"].notna().all():
                         a["lo"] = a["lo"].astype(float)
@@ -170,7 +170,7 @@ def render(ctx: Context, doc: Doc) -> None:
     d = labelled(d)
     for i, (name, e) in enumerate(experiments(d, ctx.experiment_order)):
         doc.h(3, name, anchor=f"bias_variance-{name}")
-        rec = _figure(ctx, name, e, "bias_variance" if i == 0 else f"bias_variance_{i}")
+        rec = _figure(ctx, name, e, f"bias_variance_{name}")
         if rec:
             ctx.figures.append(rec)
             doc.img(rec["png"], rec["caption"], rec["svg"])

@@ -36,7 +36,7 @@ def _figure(ctx: Context, metric: str, name: str, d: pd.DataFrame, labels: dict,
                 g = g.groupby("budget", as_index=False).agg(
                     value=("value", "mean"), **({"lo": ("lo", "mean"), "hi": ("hi", "mean")} if has_band else {}))
                 g = g.sort_values("budget")
-                ls, mk = style.style_cycle(i)
+                ls, mk = ctx.ls(est), ctx.marker(est)
                 lab = labels.get((est, ep, pp), est) + (f" / {pl}" if multi_problem else "")
                 ax.plot(g["budget"], g["value"], ls, marker=mk, ms=4, color=ctx.color(est), label=lab)
                 if has_band:
@@ -67,7 +67,7 @@ def render_metric(ctx: Context, doc: Doc, metric: str) -> bool:
     d = d.assign(budget=d["budget"].astype(float), value=pd.to_numeric(d["value"], errors="coerce"))
     for i, (name, e) in enumerate(experiments(d, ctx.experiment_order)):
         doc.h(3, name, anchor=f"{metric}-{name}")
-        rec = _figure(ctx, metric, name, e, legend_labels(e), metric if i == 0 else f"{metric}_{i}")
+        rec = _figure(ctx, metric, name, e, legend_labels(e), f"{metric}_{name}")
         if rec:
             ctx.figures.append(rec)
             doc.img(rec["png"], rec["caption"], rec["svg"])

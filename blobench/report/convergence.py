@@ -17,11 +17,33 @@ import torch
 
 from blobench.report import style
 from blobench.report.base import Context, experiments, labelled, legend_labels, ok, params, section, with_params
-from blobench.report.page import Doc
+from blobench.report.page import Doc, slug as anchor_slug
 
 QUANTITIES = ("grad_norm_sq", "value_gap", "dist_stationary")
-LABELS = {"grad_norm_sq": "||grad Phi(x_t)||^2", "value_gap": "Phi(x_t) - Phi*",
-          "dist_stationary": "distance to nearest stationary point"}
+#: plain-text names (captions, tables)
+PLAIN = {"grad_norm_sq": "||grad Phi(x_t)||^2", "value_gap": "Phi(x_t) - Phi*", "dist_stationary": "distance to nearest stationary point"}
+#: axis labels in mathtext (the plain-text names stay in tables); ``target_labels`` swaps Phi for M^(r) on
+#: algorithm-based (unrolled) problems, whose objective is the r-step meta-objective (DESIGN.md, ABLO)
+LABELS = {"grad_norm_sq": r"$\|\nabla\Phi(x_t)\|^2$", "value_gap": r"$\Phi(x_t) - \Phi^*$",
+          "dist_stationary": r"$\mathrm{dist}(x_t, \mathcal{X}^*)$ (nearest stationary point)"}
+UNROLLED_LABELS = {"grad_norm_sq": r"$\|\nabla M^{(r)}(x_t)\|^2$", "value_gap": r"$M^{(r)}(x_t) - M^{(r)*}$",
+                   "dist_stationary": LABELS["dist_stationary"]}
+#: quantities drawn on a log axis whenever they have positive values (non-positive ones are left out of the line)
+ALWAYS_LOG = ("grad_norm_sq", "value_gap", "dist_stationary")
+
+
+def target_kind(problem: str, pparams: dict) -> str:
+    """"argmin" or "unrolled": the problem's ``target.kind`` ("argmin" where the problem cannot be built)."""
+    try:
+        from blobench.core import api
+
+        return str(getattr(api.problem(problem, **pparams).target, "kind", "argmin"))
+    except Exception:  # an unknown plugin or bad params: the bilevel default
+        return "argmin"
+
+
+def target_labels(problem: str, pparams: dict) -> dict[str, str]:
+    return UNROLLED_LABELS if target_kind(problem, pparams) == "unrolled" else LABELS
 
 
 def with_calls_total(c: pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +67,7 @@ def _figure(ctx: Context, name: str, cp: pd.DataFrame, labels: dict, stem: str) 
     if not qs:
         return None
     calls = [k for k in cp.columns if k.startswith("calls_")]
-    xs = [("iteration", "outer iteration t", None)]
+    xs = [("iteration", r"outer iteration $t$", None)]
     if calls and cp[calls].notna().any().any():
         cp = with_calls_total(cp)
         xs.append(("calls_total", "oracle calls (all kinds, cumulative)", None))
@@ -64,27 +86,32 @@ def _figure(ctx: Context, name: str, cp: pd.DataFrame, labels: dict, stem: str) 
 
     with style.themed():
         fig, axes = style.new_figure(len(qs), len(xs), w=4.3, h=3.1, legend_rows=1)
+        ylabels = target_labels(str(cp["problem"].iloc[0]), next(iter(pps.values()), {}))
         for row, qn in zip(axes, qs):
             cq = cp[(cp["quantity"] == qn) & cp["value"].notna()]
             for ax, (xcol, xlab, unit) in zip(row, xs):
                 cur = curves(cq, xcol)
-                log = style.log_if_positive(ax, cq["value"])
+                pos = cq["value"][cq["value"] > 0]
+                log = style.log_if_positive(ax, pos) or (qn in ALWAYS_LOG and style.force_log(ax, pos))
                 for i, ((est, ep, pp), g) in enumerate(cur.groupby(["estimator", "estimator_params",
                                                                      "problem_params"])):
-                    ls, _ = style.style_cycle(i)
+                    ls, mk = ctx.ls(est), ctx.marker(est)
                     y = g["y"].where(g["y"] > 0) if log else g["y"]
-                    if pvary:  # estimator -> colour; problem configuration -> line style
+                    if pvary:  # estimator -> colour and marker; problem configuration -> line style
                         ls = style.LINESTYLES[list(pps).index(pp) % len(style.LINESTYLES)]
-                    ax.plot(g["x"], y, ls, color=ctx.color(est), label=label(est, ep, pp))
+                    ax.plot(g["x"], y, ls, color=ctx.color(est), marker=mk, ms=3.5,
+                            markevery=max(1, len(g) // 8), label=label(est, ep, pp))
                     if nseeds > 1:
                         style.band(ax, g["x"], g["lo"], g["hi"], ctx.color(est))
                 ax.set_xlabel(xlab)
                 style.unit_axis(ax, unit, axis="x")
-                ax.set_ylabel(LABELS[qn])
+                ax.set_ylabel(ylabels[qn])
+                if log:
+                    style.tidy_log_axis(ax)
         style.legend_outside(fig, list(axes.flat))
         fig.suptitle(f"{name}: {with_params(cp['problem'].iloc[0], common)}"
                      + (f" (lines: {', '.join(pvary)})" if pvary else ""))
-        missing = [LABELS[q] for q in QUANTITIES if q not in qs]
+        missing = [PLAIN[q] for q in QUANTITIES if q not in qs]
         cap = (f"{name}: convergence versus iterations, oracle calls and time; mean over {nseeds} seed(s)"
                + (", band: 95% CI of the mean over seeds" if nseeds > 1 else " (one seed: no band)")
                + (f"; not drawn (unknown for this problem): {', '.join(missing)}" if missing else ""))
@@ -95,10 +122,28 @@ def _figure(ctx: Context, name: str, cp: pd.DataFrame, labels: dict, stem: str) 
 REACH_FRACTION = 1e-3
 
 
+NOT_REACHED = "not reached"
+
+
+def settle_index(y: np.ndarray, eps: float) -> tuple[int | None, int | None]:
+    """(first index from which every later value of ``y`` is <= eps, first index where y <= eps at all).
+
+    The first crossing alone is no convergence: a method that dips below eps and comes back (an oscillating or
+    biased method, e.g. FO on a toy problem) would look fastest. NaN counts as above eps."""
+    below = np.asarray(y, float) <= eps
+    first = int(np.argmax(below)) if below.any() else None
+    if not below.size or not below[-1]:
+        return None, first
+    above = np.flatnonzero(~below)
+    return (int(above[-1]) + 1 if above.size else 0), first
+
+
 def to_target(cp: pd.DataFrame, fraction: float = REACH_FRACTION) -> tuple[pd.DataFrame, str]:
-    """Per (problem, estimator) label: the first evaluated iteration whose seed-mean ||grad Phi(x_t)||^2 is <= eps =
-    ``fraction`` x the experiment's mean ||grad Phi(x_0)||^2, with the cumulative oracle calls and seconds there
-    (means over seeds; empty where not reached). Returns the table and the caption's description of eps."""
+    """Per (problem, estimator) label: the first evaluated iteration AFTER WHICH the seed-mean ||grad Phi(x_t)||^2
+    stays <= eps = ``fraction`` x the experiment's mean ||grad Phi(x_0)||^2 (:func:`settle_index`), with the
+    cumulative oracle calls and seconds there (means over seeds), and ``eps_note``: "not reached", or, for a
+    curve that crossed eps earlier and left it again, where it first crossed. Returns the table and the
+    caption's description of eps."""
     g = cp[(cp["quantity"] == "grad_norm_sq")].assign(value=lambda d: pd.to_numeric(d["value"], errors="coerce"))
     g = g[g["value"].notna()]
     if g.empty or not (g["iteration"] == 0).any():
@@ -110,15 +155,35 @@ def to_target(cp: pd.DataFrame, fraction: float = REACH_FRACTION) -> tuple[pd.Da
     rows = []
     for (pl, el), h in g.groupby(["problem_label", "estimator_label"]):
         m = h.groupby("iteration").agg(y=("value", "mean"), calls=("calls_total", "mean"),
-                                       secs=("seconds_elapsed", "mean"))
-        hit = m[m["y"] <= eps]
-        first = hit.iloc[0] if len(hit) else None
-        rows.append({"problem": pl, "estimator": el,
-                     "iteration_to_eps": np.nan if first is None else float(hit.index[0]),
-                     "calls_to_eps": np.nan if first is None else float(first["calls"]),
-                     "seconds_to_eps": np.nan if first is None else float(first["secs"])})
-    return pd.DataFrame(rows), (f"; to eps: first evaluated iteration with ||grad Phi||^2 <= {eps:.3g} "
-                                f"({fraction:g} x the initial value; empty: not reached)")
+                                       secs=("seconds_elapsed", "mean")).sort_index()
+        settled, first = settle_index(m["y"].to_numpy(), eps)
+        if settled is None:
+            note = NOT_REACHED + (f" (crossed eps at t={m.index[first]:g}, left it again)" if first is not None else "")
+            row = {"iteration_to_eps": NOT_REACHED, "calls_to_eps": NOT_REACHED, "seconds_to_eps": NOT_REACHED}
+        else:
+            at = m.iloc[settled]
+            note = (f"crossed eps first at t={m.index[first]:g}, left it again" if first is not None and first < settled
+                    else "")
+            row = {"iteration_to_eps": float(m.index[settled]), "calls_to_eps": float(at["calls"]),
+                   "seconds_to_eps": float(at["secs"]) if np.isfinite(at["secs"]) else "-"}
+        rows.append({"problem": pl, "estimator": el, **row, "eps_note": note})
+    return pd.DataFrame(rows), (f"; to eps: first evaluated iteration after which the seed-mean ||grad Phi||^2 "
+                                f"stays <= {eps:.3g} ({fraction:g} x the initial value)")
+
+
+def best_worst(ctx: Context, name: str, t: pd.DataFrame, col: str, what: str, anchor: str) -> None:
+    """Add "best and worst method of this slice" (lowest and highest ``col``, finite values only) to the findings."""
+    if t.empty or col not in t or "estimator" not in t:
+        return
+    v = pd.to_numeric(t[col], errors="coerce")
+    ok_ = t[np.isfinite(v)].assign(_v=v[np.isfinite(v)])
+    if ok_["estimator"].nunique() < 2:  # one method (a sweep of problem parameters): nothing to rank
+        return
+    b, w = ok_.loc[ok_["_v"].idxmin()], ok_.loc[ok_["_v"].idxmax()]
+    one = t["problem"].nunique() == 1
+    ctx.findings.append((f"{name}: best {b['estimator']}" + ("" if one else f" on {b['problem']}")
+                         + f" ({what} {b['_v']:.3g}), worst {w['estimator']}" + ("" if one else f" on {w['problem']}")
+                         + f" ({w['_v']:.3g})" + (f" on {b['problem']}" if one else ""), anchor_slug(anchor)))
 
 
 @section("convergence", order=40)
@@ -132,7 +197,7 @@ def render(ctx: Context, doc: Doc) -> None:
     n = 0
     for name, cp in experiments(c, ctx.experiment_order):
         doc.h(3, name, anchor=f"convergence-{name}")
-        rec = _figure(ctx, name, cp, legend_labels(cp), f"convergence_{n}")
+        rec = _figure(ctx, name, cp, legend_labels(cp), f"convergence_{name}")
         if rec:
             n += 1
             ctx.figures.append(rec)
@@ -149,6 +214,7 @@ def render(ctx: Context, doc: Doc) -> None:
         reach, eps_txt = to_target(cp)
         if not reach.empty and not t.empty:
             t = t.merge(reach, on=["problem", "estimator"], how="left")
+        best_worst(ctx, name, t, "grad_norm_sq", "final ||grad Phi||^2", f"convergence-{name}")
         with doc.details(f"{name}: final values (mean over seeds){eps_txt}"):
             doc.table(t)
 
@@ -177,7 +243,9 @@ def landscape(ctx: Context, doc: Doc) -> None:
             lo, hi = min(xs.min(), -10.0), max(xs.max(), 30.0)
             grid = np.linspace(lo, hi, 400)
             val = lambda v: float(prob.value(torch.tensor([v], dtype=torch.float64)))  # noqa: E731
-            style.reference_line(ax.plot(grid, [val(v) for v in grid], color="0.3", lw=1.3, label="Phi(x)")[0])
+            style.reference_line(ax.plot(grid, [val(v) for v in grid], color="0.3", lw=1.3,
+                                         label=r"$M^{(r)}(x)$" if target_kind(pname, params(pparams)) == "unrolled"
+                                         else r"$\Phi(x)$")[0])
             for est, ge in g.groupby("estimator"):
                 xe = pd.to_numeric(ge["value"]).to_numpy()
                 ax.scatter(xe, [val(v) for v in xe], color=ctx.color(est), s=45, zorder=3,
@@ -189,8 +257,9 @@ def landscape(ctx: Context, doc: Doc) -> None:
             for sp in prob.stationary_points():
                 style.reference_line(ax.axvline(float(sp.reshape(-1)[0]), color="0.7", ls="--", lw=0.9,
                                                 label="stationary point"))
-            ax.set_xlabel("x (outer variable)")
-            ax.set_ylabel("Phi(x) = M^(r)(x) (loss units)")
+            ax.set_xlabel(r"$x$ (outer variable)")
+            ax.set_ylabel(r"$M^{(r)}(x)$ (loss units)" if target_kind(pname, params(pparams)) == "unrolled"
+                          else r"$\Phi(x)$ (loss units)")
             ax.set_title(with_params(pname, params(pparams)))
         style.legend_outside(fig, axes[0])
         rec = style.save(fig, ctx.out, "landscape", "objective landscape with end points", "convergence")

@@ -93,8 +93,13 @@ class Doc:
     def p(self, text: str) -> None:
         self.blocks.append(("p", text))
 
-    def ul(self, items: list[str]) -> None:
+    def ul(self, items: list) -> None:
+        """A bullet list; an item ``(text, anchor)`` links to that anchor of the page."""
         self.blocks.append(("ul", items))
+
+    def link(self, text: str, href: str) -> None:
+        """A paragraph that is a link to a file beside the page (e.g. the dashboard)."""
+        self.blocks.append(("link", (text, href)))
 
     def table(self, df: pd.DataFrame) -> None:
         self.blocks.append(("table", df))
@@ -131,13 +136,15 @@ class Doc:
             elif kind == "p":
                 out += [v, ""]
             elif kind == "ul":
-                out += [f"- {i}" for i in v] + [""]
+                out += [f"- {i[0]} ([see](#{i[1]}))" if isinstance(i, tuple) else f"- {i}" for i in v] + [""]
             elif kind == "table":
                 out += [md_table(v)]
             elif kind == "img":
                 out += [f"![{v[1]}]({v[0]})" + (f" ([SVG]({v[2]}))" if v[2] else ""), ""]
             elif kind == "flag":
                 out += [f"**VIOLATION: {v}**", ""]
+            elif kind == "link":
+                out += [f"[{v[0]}]({v[1]})", ""]
             elif kind == "open":
                 out += [f"_{v}:_", ""]
         return "\n".join(out) + "\n"
@@ -157,7 +164,9 @@ class Doc:
             elif kind == "p":
                 out.append(f"<p>{html.escape(v)}</p>")
             elif kind == "ul":
-                out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in v) + "</ul>")
+                out.append("<ul>" + "".join(
+                    f"<li>{html.escape(i[0])} <a href='#{html.escape(i[1])}'>(see)</a></li>" if isinstance(i, tuple)
+                    else f"<li>{html.escape(i)}</li>" for i in v) + "</ul>")
             elif kind == "table":
                 out.append(html_table(v))
             elif kind == "img":
@@ -167,6 +176,8 @@ class Doc:
                            f"alt=\"{html.escape(alt)}\"></a><figcaption>{html.escape(alt)}{link}</figcaption></figure>")
             elif kind == "flag":
                 out.append(f"<p class='violation flag'>VIOLATION: {html.escape(v)}</p>")
+            elif kind == "link":
+                out.append(f"<p><a href='{html.escape(v[1])}'>{html.escape(v[0])}</a></p>")
             elif kind == "open":
                 out.append(f"<details><summary>{html.escape(v)}</summary>")
             elif kind == "close":
@@ -246,12 +257,21 @@ document.body.setAttribute('data-toc-links',document.querySelectorAll('#toc a').
 </script>"""
 
 
-def render_html(title: str, header: Doc, body: Doc) -> str:
-    """The whole page: title and summary (``header``), the table of contents, then the sections (``body``)."""
+def render_html(title: str, header: Doc, body: Doc, lead: Doc | None = None) -> str:
+    """The whole page: title (``header``), then what a reader needs first (``lead``: the summary and the findings),
+    then the table of contents (collapsed: it lists every section and sub-section), then the sections (``body``)."""
+    lead_html = lead.html_body() if lead is not None else ""
+    n = sum(1 for lv, _, _ in body.headings() if lv == 2)
+    toc = body.toc_html().replace("<nav id='toc'><strong>Contents</strong>",
+                                  f"<nav id='toc'><details><summary><strong>Contents</strong> ({n} sections)</summary>", 1)
+    toc = toc[: -len("</nav>")] + "</details></nav>" if toc.endswith("</nav>") else toc
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style>{SCRIPT}</head><body>\n{header.html_body()}\n{body.toc_html()}\n"
+            f"<style>{CSS}</style>{SCRIPT}</head><body>\n{header.html_body()}\n{lead_html}\n{toc}\n"
             f"{body.html_body()}\n</body></html>\n")
 
 
-def render_markdown(header: Doc, body: Doc) -> str:
-    return header.markdown() + "## Contents\n\n" + body.toc_markdown() + body.markdown()
+def render_markdown(header: Doc, body: Doc, lead: Doc | None = None) -> str:
+    """report.md: title, the summary and findings (``lead``), the contents (sections only), the sections."""
+    toc = "".join(f"- [{text}](#{a})\n" for lv, text, a in body.headings() if lv == 2)
+    return (header.markdown() + (lead.markdown() if lead is not None else "") + "## Contents\n\n"
+            + (toc + "\n" if toc else "") + body.markdown())

@@ -322,10 +322,16 @@ def compare_runs(run_a: str | Path, run_b: str | Path, rtol: float = 1e-9, where
                     "B": str((mb.get("versions") or {}).get(k))})
     man_df = pd.DataFrame(man)
     man_df["changed"] = man_df["A"] != man_df["B"]
+    # compare settings (issue 26): cells in one run only, aligned by problem / estimator / metric / seed
+    from blobench.report.compare_settings import pair_settings
+
+    only_a_keys = set(cells_a[~cells_a["cell"].isin(cells_b["cell"])]["key"]) if len(cells_a) else set()
+    only_b_keys = set(only_b_cells["key"]) if len(only_b_cells) else set()
+    settings, paired = pair_settings(A, B, only_a_keys, only_b_keys)
     return {"a": da, "b": db, "values": values.reset_index(drop=True), "statuses": statuses.reset_index(drop=True),
             "timings": timings.reset_index(drop=True), "only_a": only_a.reset_index(drop=True),
             "only_b": only_b.reset_index(drop=True), "manifests": man_df, "rows_compared": compared,
-            "rtol": rtol}
+            "rtol": rtol, "settings": settings, "paired": paired}
 
 
 def write_compare_report(cmp: dict[str, Any], out: Path) -> Path:
@@ -371,6 +377,14 @@ def write_compare_report(cmp: dict[str, Any], out: Path) -> Path:
             doc.img(rec["png"], rec["caption"], rec["svg"])
     with doc.details(f"{len(vals)} changed value(s) (rtol {cmp['rtol']:g})"):
         doc.table(vals)
+    if len(cmp.get("settings", [])):
+        from blobench.report.compare_settings import paired_figures
+
+        doc.h(2, "Compared settings (cells aligned by problem, estimator, metric and seed)", anchor="settings")
+        doc.table(cmp["settings"])
+        pal_s = style.palette(sorted(set(_estimator_names(cmp["paired"]))))
+        for rec in paired_figures(cmp["paired"], out, (cmp["a"].name, cmp["b"].name), pal_s):
+            doc.img(rec["png"], rec["caption"], rec["svg"])
     doc.h(2, "Changed statuses", anchor="statuses")
     doc.table(cmp["statuses"])
     doc.h(2, "Timings", anchor="timings")
@@ -420,6 +434,11 @@ def _summary_lines(cmp: dict[str, Any]) -> list[str]:
     lines += [f"values compared: {cmp['rows_compared']}; changed beyond rtol {cmp['rtol']:g}: {len(cmp['values'])}",
               f"cells with a changed status: {len(cmp['statuses'])}",
               f"cells only in A: {len(cmp['only_a'])}; only in B: {len(cmp['only_b'])}"]
+    st = cmp.get("settings")
+    if st is not None and len(st):
+        lines.append(f"settings compared: {len(st)} cell pair(s) aligned by problem, estimator, metric and seed, "
+                     f"{int(st['rows paired'].sum())} rows paired; differing: "
+                     + "; ".join(sorted(set(st["differing parameters (A -> B)"])))[:300])
     t = cmp["timings"]["ratio_b_over_a"]
     t = t[np.isfinite(t) & (t > 0)]
     if len(t):
@@ -451,8 +470,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     cmp = compare_runs(a.run_a, a.run_b, rtol=a.rtol, where=a.where)
     for line in _summary_lines(cmp):
         print(line)
-    for title, key in (("changed values", "values"), ("changed statuses", "statuses"),
-                       ("only in A", "only_a"), ("only in B", "only_b")):
+    for title, key in (("changed values", "values"), ("compared settings", "settings"),
+                       ("changed statuses", "statuses"), ("only in A", "only_a"), ("only in B", "only_b")):
         if len(cmp[key]):
             print(f"\n{title}:")
             print_table(cmp[key])

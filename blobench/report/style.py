@@ -51,25 +51,32 @@ def themed() -> Iterator[Any]:
         yield p
 
 
-def palette(names: Iterable[str]) -> dict[str, tuple]:
-    """One colour per estimator name, stable across every figure of a report (sorted order)."""
-    import seaborn as sns
-
-    names = sorted(set(str(n) for n in names))
-    n = max(len(names), 1)
-    # distinct hues first (tab10), then the dark and the bright qualitative sets: never a light/dark pair of the
-    # same hue for two estimators, as tab20 would give neighbours in sorted order
-    colors = (sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8) + sns.color_palette("Set1", 9))
-    if n > len(colors):
-        colors = sns.color_palette("husl", n)
-    return {nm: colors[i % len(colors)] for i, nm in enumerate(names)}
-
-
 LINESTYLES = ["-", "--", ":", "-."]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 
+def method_styles(names: Iterable[str]) -> dict[str, tuple[tuple, str, str]]:
+    """(colour, line style, marker) per estimator name, one fixed style per method in every figure.
+
+    Names are sorted (every registered estimator, so a method keeps its style across reports); the i-th gets the
+    i-th of the 10 tab10 colours (the most distinct qualitative set; the 11th method reuses a colour), the
+    marker ``MARKERS[i % 7]`` and the line style ``LINESTYLES[(i // 10) % 4]``: two methods sharing a colour
+    always differ in line style and marker, so 15 methods in one figure stay apart in colour and in greyscale."""
+    import seaborn as sns
+
+    names = sorted(set(str(n) for n in names))
+    colors = sns.color_palette("tab10", 10)
+    return {nm: (colors[i % 10], LINESTYLES[(i // 10) % len(LINESTYLES)], MARKERS[i % len(MARKERS)])
+            for i, nm in enumerate(names)}
+
+
+def palette(names: Iterable[str]) -> dict[str, tuple]:
+    """One colour per estimator name, stable across every figure of a report (:func:`method_styles`)."""
+    return {k: v[0] for k, v in method_styles(names).items()}
+
+
 def style_cycle(i: int) -> tuple[str, str]:
+    """(line style, marker) by position; prefer a method's own style (``Context.ls`` / ``Context.marker``)."""
     return LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)]
 
 
@@ -134,6 +141,28 @@ def log_if_positive(ax: Any, values: Any, axis: str = "y", base: float = 10) -> 
     return True
 
 
+def force_log(ax: Any, positive: Any, axis: str = "y") -> bool:
+    """Log scale for a quantity that lives on one (a gap, a squared norm) whenever it has positive values, even
+    when they span less than a factor 4 or some values are 0 (those are left out of the line)."""
+    v = np.asarray(list(positive), dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) == 0:
+        return False
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    return True
+
+
+def tidy_log_axis(ax: Any, axis: str = "y", max_labels: int = 6) -> None:
+    """At most ``max_labels`` labelled decades (10^k in mathtext), unlabelled minor ticks: no cluttered log axis."""
+    from matplotlib.ticker import LogFormatterMathtext, LogLocator, NullFormatter
+
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    a.set_major_locator(LogLocator(base=10, numticks=max_labels))
+    a.set_major_formatter(LogFormatterMathtext(base=10))
+    a.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
+    a.set_minor_formatter(NullFormatter())
+
+
 def band(ax: Any, x: Any, lo: Any, hi: Any, color: Any, alpha: float = 0.18) -> None:
     """A confidence band; on a log axis its lower end is clipped at the axis bottom, never drawn to 1e-16."""
     lo = np.asarray(lo, dtype=float)
@@ -157,10 +186,17 @@ def legend_outside(fig: Any, axes: Iterable[Any], ncol: int | None = None, title
     if not seen:
         return
     n = len(seen)
+    if fig.get_size_inches()[1] > TALL:  # a tall grid (e.g. 3 x 3 panels): the legend at the top right, in view
+        fig.legend(list(seen.values()), list(seen.keys()), loc="outside right upper", ncol=1, title=title)
+        return
     # as many columns as fit the figure's width (about 13 characters of 9 pt text per inch, plus the handle)
     fits = max(1, int(fig.get_size_inches()[0] * 13 // (max(len(s) for s in seen) + 6)))
     ncol = max(1, min(n, ncol or 4, fits))
     fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncol=ncol, title=title)
+
+
+#: figures taller than this (inches) put their legend on the right, beside the first row, not below the grid
+TALL = 8.0
 
 
 def new_figure(nrows: int, ncols: int, w: float = 4.6, h: float = 3.4, legend_rows: int = 0):
@@ -215,14 +251,33 @@ def reference_line(line: Any) -> Any:
     return line
 
 
+def slug(text: Any, max_len: int = 80) -> str:
+    """A file-name stem from user text (an experiment name, a --where slice): only ``[A-Za-z0-9._-]``, no path
+    separator, no leading dot, never empty, ``.`` or ``..``. ``x/../../escaped`` -> ``x-escaped``: a name from a
+    matrix can never make the report write outside its folder."""
+    import re
+
+    parts = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).split("-")
+    s = "-".join(p for p in parts if p.strip("."))  # path components such as '..' vanish
+    s = re.sub(r"\.{2,}", ".", s)                  # no '..' anywhere
+    s = re.sub(r"-{2,}", "-", s).strip(".-")
+    s = s[:max_len].strip(".-")
+    return s or "figure"
+
+
 def save(fig: Any, out: Path, stem: str, caption: str, section: str) -> dict[str, Any]:
-    """Write ``<stem>.png`` and ``<stem>.svg``; append the figure's record to ``figures.json``; close it."""
+    """Write ``<stem>.png`` and ``<stem>.svg``; append the figure's record to ``figures.json``; close it.
+
+    ``stem`` is slugged (:func:`slug`): every file a report writes stays inside ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    stem = unique_stem(out, stem)
     rec = {"name": stem, "png": f"{stem}.png", "svg": f"{stem}.svg", "caption": caption, "section": section,
            "axes": [axes_record(ax) for ax in fig.axes if ax.get_visible()],
            "figure_legend": [t.get_text() for lg in fig.legends for t in lg.get_texts()]}
     with plt().rc_context(theme_rc()):
         fig.savefig(out / rec["png"], dpi=DPI)
+        # the layout is solved once, for the PNG: the SVG reuses it (constrained layout was half of a report's time)
+        fig.set_layout_engine("none")
         fig.savefig(out / rec["svg"])
     plt().close(fig)
     path = out / MANIFEST
@@ -230,6 +285,20 @@ def save(fig: Any, out: Path, stem: str, caption: str, section: str) -> dict[str
     recs = [r for r in recs if r.get("name") != stem] + [rec]
     path.write_text(json.dumps(recs, indent=1))
     return rec
+
+
+def unique_stem(out: Path, stem: str) -> str:
+    """``slug(stem)``, suffixed ``_2``, ``_3``, ... when a figure of that name is already in ``out``'s manifest
+    (two experiment names that slug alike must not overwrite each other's figures)."""
+    stem = slug(stem)
+    path = out / MANIFEST
+    taken = {r.get("name") for r in json.loads(path.read_text())} if path.is_file() else set()
+    if stem not in taken:
+        return stem
+    i = 2
+    while f"{stem}_{i}" in taken:
+        i += 1
+    return f"{stem}_{i}"
 
 
 def drop_unused(axes_flat: list[Any], used: int) -> None:

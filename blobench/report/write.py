@@ -1,8 +1,14 @@
 """The report writer: ``write_report(run)`` (the package docstring describes the page and its sections)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from blobench.report import base
 from blobench.report import style
@@ -27,53 +33,173 @@ __all__ = ["write_report", "theoretical_rate", "rate_violation", "claims_rows", 
            "kappa_scaling_section", "section", "Context", "Doc", "SECTIONS"]
 
 GENERATED = ("*.png", "*.svg", style.MANIFEST)
+#: the file that marks a folder as written by blobench (a report writes into, and replaces, only such a folder)
+MARKER = ".blobench-report"
+
+
+def check_owned(out: Path) -> None:
+    """Refuse to write into ``out`` unless it is new, empty, or a folder blobench wrote (it holds :data:`MARKER`).
+
+    A report replaces its whole folder; a user's own folder (``--out ~/paper``) must never lose a file."""
+    from blobench.core.errors import BlobenchError
+
+    if out.exists() and not out.is_dir():
+        raise BlobenchError(f"report output {str(out)!r} is a file, not a folder")
+    if out.is_dir() and not is_owned(out) and any(out.iterdir()):
+        raise BlobenchError(f"report output {str(out)!r} is a folder blobench did not write (no {MARKER} in it): "
+                            "choose a new or empty folder; a report replaces its whole folder")
+
+
+def is_owned(out: Path) -> bool:
+    """True for a folder blobench wrote: it holds :data:`MARKER`, or (reports written before the marker) a
+    ``report.md`` whose title line is blobench's (``# blobench report: ...`` or ``# blobench compare: ...``)."""
+    if (out / MARKER).is_file():
+        return True
+    md = out / "report.md"
+    try:
+        with md.open() as f:
+            first = f.readline()
+    except OSError:
+        return False
+    return first.startswith(("# blobench report: ", "# blobench compare: "))
+
+
+@contextlib.contextmanager
+def owned_output(out: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``out``; on success, mark it and swap it in for ``out``.
+
+    An interrupted report (SIGINT, an error) leaves the previous ``out`` untouched and no temporary folder: the
+    page never points at figures that are gone. The swap is two renames (old out aside, new in) and a delete."""
+    check_owned(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        (tmp / MARKER).write_text("written by blobench report; this folder is replaced on each report\n")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def slice_folder(out_root: Path, run_name: str, where: Any) -> Path:
+    """The folder of a ``--where`` slice: its own sibling of the full report, ``<out_root>/<run-id>--<slug of the
+    slice>`` (not inside the full report's folder, which each full report replaces)."""
+    return out_root / f"{run_name}--{style.slug(where_text(where), max_len=120)}"
 
 
 def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any = None,  # noqa: F811 (the argument)
-                 out_dir: str | Path | None = None, where: Any = None) -> Path:
+                 out_dir: str | Path | None = None, where: Any = None, progress: bool = False) -> Path:
     """Write ``<out_root>/<run-id>/report.md`` and ``index.html`` (figures beside them); returns report.md.
 
     ``claims``: claim results, their rows, or a claims JSON path; default ``<run>/claims.json`` if present.
     ``out_dir`` overrides the output folder (``make report`` writes ``reports/reference``).
     ``where``: a slice of the run (``["estimator=aid-cg", "metric=bias_variance"]``, see
-    ``blobench.report.results.apply_where``); the page says which slice it shows.
+    ``blobench.report.results.apply_where``); the page says which slice it shows, and it goes to its own folder
+    (:func:`slice_folder`) unless ``out_dir`` is given.
+    The report is written into a temporary folder and swapped in (:func:`owned_output`); ``out_dir`` must be new,
+    empty or a folder blobench wrote. ``progress``: one line per section on stderr (what it does, seconds).
     """
     from blobench.engine.store import load, read_manifest, resolve_run
 
     run_dir = resolve_run(run)
     man = read_manifest(run_dir)
+    load_manifest_plugins(man)
     raw = load(run_dir)
     title = f"blobench report: {run_dir.name}"
     if where:
         raw = apply_where(raw, where)
         title += f" [{where_text(where)}]"
-    out = Path(out_dir) if out_dir is not None else Path(out_root) / run_dir.name
-    out.mkdir(parents=True, exist_ok=True)
-    for pattern in GENERATED:  # figures of a previous report of this run that may no longer apply
-        for old in out.glob(pattern):
-            old.unlink()
-    if claims is None and (run_dir / "claims.json").is_file():
-        claims = run_dir / "claims.json"
+    if out_dir is not None:
+        final = Path(out_dir)
+    elif where:
+        final = slice_folder(Path(out_root), run_dir.name, where)
+    else:
+        final = Path(out_root) / run_dir.name
+    claims_source = ""
+    if claims is None:
+        claims, claims_source = latest_claims(run_dir)
+    with owned_output(final) as out:
+        _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
+    return final / "report.md"
+
+
+def load_manifest_plugins(man: dict) -> list[str]:
+    """Import the plugin files the run recorded (manifest ``plugins``), so ``report RUN`` needs no ``--plugin``;
+    a file that is gone is skipped (the sections then show its cells as given). Returns the files loaded."""
+    from blobench.engine.runner import load_plugins
+
+    done = []
+    for p in man.get("plugins") or []:
+        if isinstance(p, str) and Path(p).is_file():
+            load_plugins([p])
+            done.append(p)
+    return done
+
+
+def latest_claims(run_dir: Path) -> tuple[Path | None, str]:
+    """The claims results a report of ``run_dir`` shows when none are given: ``<run>/claims.json``, else the newest
+    ``claims.json`` of another run in the same runs folder (``make run``'s report then shows the last
+    ``make report`` / ``report --claims`` results), with a line saying where they come from; (None, "") if none."""
+    own = run_dir / "claims.json"
+    if own.is_file():
+        return own, ""
+    try:
+        found = [p for p in run_dir.parent.glob("*/claims.json") if p.is_file()]
+    except OSError:
+        found = []
+    if not found:
+        return None, ""
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(newest.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return newest, f"the latest claims results in this runs folder: {newest.parent.name}/claims.json, {when}"
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(f"report: {text}", file=sys.stderr, flush=True)
+
+
+def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: Any, where: Any,
+           claims_source: str = "", progress: bool = False) -> None:
+    t_all = time.perf_counter()
+    _say(progress, f"{run_dir.name}: {len(raw)} rows loaded; writing sections")
     df, dropped = base.dedup_deterministic(raw)
     order = [e.get("name") for e in ((man.get("matrix") or {}).get("experiment") or []) if isinstance(e, dict)]
     ctx = Context(df=df, raw=raw, out=out, run_dir=run_dir, manifest=man, claims=load_claims(claims) or None,
                   pal=style.palette(base.estimator_names(raw)),
-                  deduplicated=dropped, experiment_order=order)
+                  deduplicated=dropped, experiment_order=order, claims_source=claims_source)
     body = Doc()
     first = Doc()
     for s in SECTIONS:
         if s.name == "summary" or raw.empty and s.name != "claims":
             continue
+        t0, nfig = time.perf_counter(), len(ctx.figures)
         s.render(ctx, body)
+        if len(ctx.figures) > nfig or time.perf_counter() - t0 > 0.5:
+            _say(progress, f"  {s.name}: {len(ctx.figures) - nfig} figure(s), {time.perf_counter() - t0:.1f} s")
     for s in SECTIONS:
         if s.name == "summary":
             s.render(ctx, first)
-    first.extend(body)
     header = Doc()
     header.h(1, title)
     if where:
         header.p(f"Slice of the run: {where_text(where)} ({len(raw)} rows).")
-    path = out / "report.md"
-    path.write_text(render_markdown(header, first))
-    (out / "index.html").write_text(render_html(title, header, first))
-    return path
+    from blobench.report.dashboard import NAME, write_dashboard
+
+    if write_dashboard(df, out, title, ctx.pal) is not None:
+        header.link(f"Interactive dashboard ({NAME}: offline; methods, axes, seed bands, parameter filter)", NAME)
+    body._ids |= first._ids  # anchors stay unique across the lead and the sections
+    (out / "report.md").write_text(render_markdown(header, body, first))
+    (out / "index.html").write_text(render_html(title, header, body, first))
+    _say(progress, f"done: {len(ctx.figures)} figure(s) in {time.perf_counter() - t_all:.1f} s")

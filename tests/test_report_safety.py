@@ -1,0 +1,123 @@
+"""The report writer writes only into a folder it owns, swaps a finished report in atomically, gives a --where
+slice its own folder, and never derives a path from user text that leaves the report folder (issue 26)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blobench.cli import main
+from blobench.engine.store import write_manifest, write_shard
+from blobench.report import write_report
+from blobench.report.write import MARKER
+from tests.test_report import _cell, make_run
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_report_out_refuses_a_folder_it_does_not_own(tmp_path, capsys):
+    """`report --out DIR` used to delete every *.png, *.svg and figures.json in DIR (rc 0)."""
+    run = make_run(tmp_path, {"error_vs_budget"})
+    mine = tmp_path / "paper"
+    mine.mkdir()
+    for name, data in (("fig1.png", b"\x89PNG mine"), ("fig1.svg", b"<svg/>"), ("figures.json", b"[]"),
+                       ("notes.txt", b"n")):
+        (mine / name).write_bytes(data)
+    before = _files(mine)
+    assert main(["report", str(run), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("blobench: error: ") and "did not write" in err and err.count("\n") == 1
+    assert _files(mine) == before
+    # a new folder, and then the same folder again (it is now blobench's: replaced as a whole)
+    out = tmp_path / "rep"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert (out / MARKER).is_file() and (out / "index.html").is_file()
+    (out / "stale.png").write_bytes(b"old figure")
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert not (out / "stale.png").exists() and (out / "report.md").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rep.")]  # no temporary folder left behind
+
+
+def test_a_report_written_before_the_marker_is_still_owned(tmp_path):
+    run = make_run(tmp_path, {"error_vs_budget"})
+    old = tmp_path / "reference"
+    old.mkdir()
+    (old / "report.md").write_text("# blobench report: reference\n")
+    (old / "convergence_0.png").write_bytes(b"x")
+    write_report(run, out_dir=old)
+    assert (old / MARKER).is_file() and not (old / "convergence_0.png").exists()
+
+
+def test_where_slice_goes_to_its_own_folder(tmp_path):
+    """`report --where ...` used to overwrite the run's full report with the slice."""
+    run = make_run(tmp_path, {"error_vs_budget", "bias_variance"})
+    reports = tmp_path / "reports"
+    assert main(["report", str(run), "--reports-dir", str(reports)]) == 0
+    full = _files(reports / run.name)
+    assert main(["report", str(run), "--reports-dir", str(reports), "--where", "estimator=itd"]) == 0
+    assert _files(reports / run.name) == full  # the full report is untouched
+    sliced = reports / f"{run.name}--estimator-itd"
+    text = (sliced / "report.md").read_text()
+    assert "Slice of the run: estimator=itd" in text
+    assert "| aid-cg" in (reports / run.name / "report.md").read_text() and "| aid-cg" not in text
+
+
+def test_an_interrupted_report_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    """SIGINT during `report` used to leave a page pointing to deleted figures: now the new report is built in a
+    temporary folder and swapped in only when complete."""
+    import blobench.report.base as base
+
+    run = make_run(tmp_path, {"error_vs_budget", "convergence"})
+    out = tmp_path / "rep"
+    write_report(run, out_dir=out)
+    before = _files(out)
+
+    def interrupted(ctx, doc):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(base, "SECTIONS", [base.Section("boom", 25, interrupted)] + [
+        s for s in base.SECTIONS])
+    monkeypatch.setattr("blobench.report.write.SECTIONS", sorted(base.SECTIONS, key=lambda s: s.order))
+    with pytest.raises(KeyboardInterrupt):
+        write_report(run, out_dir=out)
+    assert _files(out) == before
+    html = (out / "index.html").read_text()
+    for img in __import__("re").findall(r'<img src="([^"]+)"', html):
+        assert (out / img).is_file(), img
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def _complexity_run(root: Path, names: list[str]) -> Path:
+    run = root / "runs" / "cx"
+    write_manifest(run, {"matrix_path": "m.toml", "cells": 0, "created": "now", "git_revision": "abc", "versions": {},
+                         "machine": {"platform": "test", "cpus": 2}, "devices": {}})
+    for i, name in enumerate(names):
+        rows = []
+        for k in (2.0, 4.0, 8.0):
+            base = {"kappa_y": k, "eps": 1e-4}
+            rows.append({**base, "quantity": "calls_to_eps", "value": 10 * k ** 2, "upper_bound_order": k ** 2,
+                         "reached": 1.0})
+            rows.append({**base, "quantity": "lower_bound_calls", "value": 3 * k})
+        c = _cell(f"cx{i}", "complexity", "aid-cg", rows)
+        c["experiment"] = name
+        write_shard(run, f"cx{i}", c)
+    return run
+
+
+def test_experiment_names_cannot_escape_the_report_folder(tmp_path):
+    """A complexity experiment named `x/../../escaped` made `report` write figures outside the report folder, and
+    a name with `/` crashed it: every file name from user text is slugged, and two that slug alike do not clash."""
+    run = _complexity_run(tmp_path, ["x/../../escaped", "a/b", "a-b"])
+    out = tmp_path / "deep" / "rep"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    outside = [p for p in tmp_path.rglob("*.png") if out not in p.parents]
+    assert outside == []
+    figs = json.loads((out / "figures.json").read_text())
+    names = [f["name"] for f in figs]
+    assert len(names) == len(set(names)) == 3
+    assert all("/" not in n and ".." not in n for n in names)
+    for f in figs:
+        assert (out / f["png"]).is_file() and (out / f["svg"]).is_file()
