@@ -154,7 +154,7 @@ def _budget_values(rate: float | None) -> list[int]:
 
 
 def check_rate(subject, est, problem, inst, decl: th.Rate) -> list[Check]:
-    from blobench.measure.metrics import fit_rate
+    from blobench.measure.rates import asymptotic_rate
 
     src = decl.source
     if decl.budget not in est.params:
@@ -179,11 +179,10 @@ def check_rate(subject, est, problem, inst, decl: th.Rate) -> list[Check]:
     cons = _row(subject, f"consistency[{decl.budget}]", inst, PASS if ok_c else FAIL,
                 measured=f"rel. error {errs[0]:.2e} -> {errs[-1]:.2e} ({decl.budget} {values[0]} -> {values[-1]})",
                 expected=exp_c, source=src, value=errs[-1])
-    # the bound C rate^budget is asymptotic (its constant C absorbs the transient of the first budgets): fit the tail,
-    # the last half of the budgets whose error is above the float floor (at least 4 of them)
+    # the bound C rate^budget is asymptotic (its constant C absorbs the transient of the first budgets): the shared
+    # rule of blobench.measure.rates (report, error_vs_budget and the claims use it too): a tail fit C D^p q^D
     pts = [(b, e) for b, e in zip(values, errs) if e > FIT_FLOOR]
-    tail = pts[-max(4, len(pts) // 2):]
-    fit = fit_rate([b for b, _ in tail], [e for _, e in tail], floor=FIT_FLOOR, bound=bound[0], poly_prefactor=decl.poly)
+    fit = asymptotic_rate([b for b, _ in pts], [e for _, e in pts], bound=bound[0], floor=FIT_FLOOR)
     above = pts
     if len(above) < 4:  # too fast to fit (e.g. CG's finite termination): the floor must come no later than the bound says
         if not above:
@@ -199,7 +198,7 @@ def check_rate(subject, est, problem, inst, decl: th.Rate) -> list[Check]:
     lo = fit.rate_lo if math.isfinite(fit.rate_lo) else fit.rate
     ok = math.isfinite(fit.rate) and lo <= bound[0] * (1 + RATE_RTOL)
     rate = _row(subject, f"rate[{decl.budget}]", inst, PASS if ok else FAIL, value=fit.rate,
-                measured=f"{fit.rate:.4f} [{fit.rate_lo:.4f}, {fit.rate_hi:.4f}]" + (" (budget^p fit)" if decl.poly else ""),
+                measured=f"{fit.rate:.4f} [{fit.rate_lo:.4f}, {fit.rate_hi:.4f}] (tail fit, {fit.points} budgets)",
                 expected=f"<= {bound[0]:.4f}", source=src)
     return [cons, rate]
 

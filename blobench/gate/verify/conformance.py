@@ -26,6 +26,12 @@ REASONS: dict[tuple[str, str], str] = {
                                 "says so; at x0 the check holds: lambda_min = 0.1353 = mu). At the battery's random x "
                                 "(x0 + 0.5 N(0, I)/sqrt(dim)) lambda_min = 0.1034: rates drawn away from x0 use a mu "
                                 "that is too large there. Recorded, not fixed: the constants are x0's by design.",
+    ("accbio-alg1", "rate[solver_steps]"): "heavy ball with Theorem 9's lambda, theta has a double root at the "
+                                           "extreme eigenvalues, so its error is (a + b M) q^M with q = 1/3 on "
+                                           "kappa-hard (kappa 4); measured err_M / (M q^M) = 3.99, 3.49, 3.32, 3.23, "
+                                           "3.15 at M = 4, 8, 12, 16, 24, decreasing to b = 3.0 (a = 3.6): the "
+                                           "asymptotic rate is 1/3, and the offset a biases the tail fit C M^p q^M "
+                                           "to 0.3345 [0.3341, 0.3350] at budgets with error above 1e-11.",
     ("saba", "float32"): "the finite-sum quadratic's batch_at builds float64 batches (a problem limitation, not SABA's)",
     ("srba", "float32"): "the finite-sum quadratic's batch_at builds float64 batches (a problem limitation, not SRBA's)",
     ("vrbo", "float32"): "the finite-sum quadratic's batch_at builds float64 batches (a problem limitation, not VRBO's)",
