@@ -107,6 +107,16 @@ def test_compare_finds_exactly_what_changed(run_dir, tmp_path, capsys):
     for stem in ("compare_values", "compare_timings"):
         assert (out / f"{stem}.png").is_file() and (out / f"{stem}.svg").is_file() and f"{stem}.png" in page
     assert main(["compare", str(run_dir), str(tmp_path / "nowhere")]) == 2
+    # a second compare into its own folder replaces it; a user's folder with figures is refused, nothing deleted
+    assert main(["compare", str(run_dir), str(b), "--out", str(out)]) == 0
+    mine = tmp_path / "paper"
+    mine.mkdir()
+    (mine / "fig1.png").write_bytes(b"my figure")
+    capsys.readouterr()
+    assert main(["compare", str(run_dir), str(b), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "did not write" in err
+    assert (mine / "fig1.png").read_bytes() == b"my figure"
 
 
 def test_runs_lists_folders_with_status(tmp_path, capsys):

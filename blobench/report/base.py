@@ -259,3 +259,34 @@ def estimator_names(raw: Any) -> list[str]:
     if "estimator" in raw:
         names |= set(raw["estimator"].dropna().astype(str))
     return sorted(names)
+
+
+#: the file that marks a folder as written by blobench (a report writes into, and replaces, only such a folder)
+MARKER = ".blobench-report"
+
+
+def check_owned(out: Path) -> None:
+    """Refuse to write into ``out`` unless it is new, empty, or a folder blobench wrote (it holds :data:`MARKER`).
+
+    A report replaces its whole folder; a user's own folder (``--out ~/paper``) must never lose a file."""
+    from blobench.core.errors import BlobenchError
+
+    if out.exists() and not out.is_dir():
+        raise BlobenchError(f"report output {str(out)!r} is a file, not a folder")
+    if out.is_dir() and not is_owned(out) and any(out.iterdir()):
+        raise BlobenchError(f"report output {str(out)!r} is a folder blobench did not write (no {MARKER} in it): "
+                            "choose a new or empty folder; a report replaces its whole folder")
+
+
+def is_owned(out: Path) -> bool:
+    """True for a folder blobench wrote: it holds :data:`MARKER`, or (reports written before the marker) a
+    ``report.md`` whose title line is blobench's (``# blobench report: ...`` or ``# blobench compare: ...``)."""
+    if (out / MARKER).is_file():
+        return True
+    md = out / "report.md"
+    try:
+        with md.open() as f:
+            first = f.readline()
+    except OSError:
+        return False
+    return first.startswith(("# blobench report: ", "# blobench compare: "))

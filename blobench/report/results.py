@@ -341,10 +341,14 @@ def write_compare_report(cmp: dict[str, Any], out: Path) -> Path:
     from blobench.report import style
     from blobench.report.page import Doc, render_html, render_markdown
 
+    from blobench.report.base import MARKER, check_owned
+
+    check_owned(out)  # a user's own folder is refused in one line, nothing deleted (as for reports)
     out.mkdir(parents=True, exist_ok=True)
     for pattern in ("*.png", "*.svg", style.MANIFEST):
         for old in out.glob(pattern):
             old.unlink()
+    (out / MARKER).write_text("written by blobench compare; its figures are replaced on each compare\n")
     doc = Doc()
     doc.h(2, "Summary", anchor="summary")
     doc.ul(_summary_lines(cmp))

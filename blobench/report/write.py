@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from blobench.report import base
 from blobench.report import style
-from blobench.report.base import SECTIONS, Context, section
+from blobench.report.base import MARKER, SECTIONS, Context, check_owned, is_owned, section  # noqa: F401
 from blobench.report.page import Doc, md_table, render_html, render_markdown
 from blobench.report.results import apply_where, where_text
 
@@ -34,37 +34,6 @@ __all__ = ["write_report", "theoretical_rate", "rate_violation", "claims_rows", 
            "kappa_scaling_section", "section", "Context", "Doc", "SECTIONS"]
 
 GENERATED = ("*.png", "*.svg", style.MANIFEST)
-#: the file that marks a folder as written by blobench (a report writes into, and replaces, only such a folder)
-MARKER = ".blobench-report"
-
-
-def check_owned(out: Path) -> None:
-    """Refuse to write into ``out`` unless it is new, empty, or a folder blobench wrote (it holds :data:`MARKER`).
-
-    A report replaces its whole folder; a user's own folder (``--out ~/paper``) must never lose a file."""
-    from blobench.core.errors import BlobenchError
-
-    if out.exists() and not out.is_dir():
-        raise BlobenchError(f"report output {str(out)!r} is a file, not a folder")
-    if out.is_dir() and not is_owned(out) and any(out.iterdir()):
-        raise BlobenchError(f"report output {str(out)!r} is a folder blobench did not write (no {MARKER} in it): "
-                            "choose a new or empty folder; a report replaces its whole folder")
-
-
-def is_owned(out: Path) -> bool:
-    """True for a folder blobench wrote: it holds :data:`MARKER`, or (reports written before the marker) a
-    ``report.md`` whose title line is blobench's (``# blobench report: ...`` or ``# blobench compare: ...``)."""
-    if (out / MARKER).is_file():
-        return True
-    md = out / "report.md"
-    try:
-        with md.open() as f:
-            first = f.readline()
-    except OSError:
-        return False
-    return first.startswith(("# blobench report: ", "# blobench compare: "))
-
-
 @contextlib.contextmanager
 def owned_output(out: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``out``; on success, mark it and swap it in for ``out``.
