@@ -58,8 +58,11 @@ def render(ctx: Context, doc: Doc) -> None:
             ax = axes[0][0]
             eps = draw_complexity(ax, g, x=x, colors={e: ctx.color(e) for e in g["estimator"].unique()})
             style.legend_outside(fig, [ax])
+            has_lb = bool(((g["quantity"] == "lower_bound_calls") & g["value"].notna()).any())
+            bound_text = ("with the lower bound" if has_lb else
+                          "no lower bound drawn: this problem has no zero-respecting bound (e.g. a stochastic one)")
             rec = style.save(fig, ctx.out, f"complexity_{exp}",
-                             f"{exp}: oracle calls to reach eps = {eps:g} against {x}, with the lower bound", "complexity")
+                             f"{exp}: oracle calls to reach eps = {eps:g} against {x}, {bound_text}", "complexity")
         ctx.figures.append(rec)
         doc.img(rec["png"], rec["caption"], rec["svg"])
 
