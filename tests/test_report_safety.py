@@ -90,7 +90,7 @@ def test_an_interrupted_report_leaves_the_previous_one_whole(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def _complexity_run(root: Path, names: list[str]) -> Path:
+def _complexity_run(root: Path, names: list[str], lower_bound: bool = True) -> Path:
     run = root / "runs" / "cx"
     write_manifest(run, {"matrix_path": "m.toml", "cells": 0, "created": "now", "git_revision": "abc", "versions": {},
                          "machine": {"platform": "test", "cpus": 2}, "devices": {}})
@@ -100,7 +100,8 @@ def _complexity_run(root: Path, names: list[str]) -> Path:
             base = {"kappa_y": k, "eps": 1e-4}
             rows.append({**base, "quantity": "calls_to_eps", "value": 10 * k ** 2, "upper_bound_order": k ** 2,
                          "reached": 1.0})
-            rows.append({**base, "quantity": "lower_bound_calls", "value": 3 * k})
+            if lower_bound:
+                rows.append({**base, "quantity": "lower_bound_calls", "value": 3 * k})
         c = _cell(f"cx{i}", "complexity", "aid-cg", rows)
         c["experiment"] = name
         write_shard(run, f"cx{i}", c)
@@ -121,3 +122,14 @@ def test_experiment_names_cannot_escape_the_report_folder(tmp_path):
     assert all("/" not in n and ".." not in n for n in names)
     for f in figs:
         assert (out / f["png"]).is_file() and (out / f["svg"]).is_file()
+
+
+@pytest.mark.parametrize("lower_bound", [True, False])
+def test_complexity_caption_promises_a_lower_bound_only_where_one_is_drawn(tmp_path, lower_bound):
+    """The stocBiO slice's caption promised a lower bound that was not drawn (a stochastic problem has none)."""
+    run = _complexity_run(tmp_path, ["slice"], lower_bound=lower_bound)
+    out = tmp_path / "rep"
+    assert main(["report", str(run), "--out", str(out), "-q"]) == 0
+    (fig,) = json.loads((out / "figures.json").read_text())
+    assert ("with the lower bound" in fig["caption"]) is lower_bound
+    assert ("no lower bound drawn" in fig["caption"]) is not lower_bound
