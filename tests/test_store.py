@@ -75,7 +75,7 @@ def test_temporaries_live_beside_the_target_with_blobench_names(tmp_path, monkey
     """The rename is atomic only within one filesystem: the temporary is created in the target's folder."""
     import tempfile
 
-    import blobench.engine.store as store
+    import blobench.core.fileio as fileio
 
     seen = {}
     real = tempfile.mkstemp
@@ -85,7 +85,7 @@ def test_temporaries_live_beside_the_target_with_blobench_names(tmp_path, monkey
         seen["name"] = name
         return fd, name
 
-    monkeypatch.setattr(store.tempfile, "mkstemp", spy)
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", spy)
     atomic_write_bytes(tmp_path / "sub" / "x.parquet", b"data")
     assert os.path.dirname(seen["name"]) == str(tmp_path / "sub")
     assert os.path.basename(seen["name"]).startswith(".blobench-tmp-")
