@@ -72,7 +72,7 @@ report: $(STAMP)
 	rm -rf runs/reference
 	$(VENV)/bin/blobench run $(MATRIX) --jobs $(JOBS) --run-id reference || test $$? -eq 3
 	$(VENV)/bin/blobench verify --all --matrix runs/reference/conformance.md
-	cp runs/reference/conformance.md docs/conformance.md
+	cp runs/reference/conformance.md runs/reference/conformance.json docs/
 	$(VENV)/bin/blobench report reference --out reports/reference --claims
 
 # Headless browser for tests/test_browser.py (Debian's chromium; the test skips without it)
