@@ -7,6 +7,18 @@ torch.set_num_threads(int(os.environ.get("BLOBENCH_TEST_THREADS", "1")))
 torch.set_default_dtype(torch.float64)
 
 
+@pytest.fixture(autouse=True)
+def _blobench_data_restored():
+    """``blobench --data-dir`` exports BLOBENCH_DATA for its process: a test calling ``main`` in-process must not
+    hand its temporary data folder to the tests after it (the real-data tests then looked in a deleted folder)."""
+    saved = os.environ.get("BLOBENCH_DATA")
+    yield
+    if saved is None:
+        os.environ.pop("BLOBENCH_DATA", None)
+    else:
+        os.environ["BLOBENCH_DATA"] = saved
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run a test from an empty folder so runs/ and reports/ land in tmp."""

@@ -713,3 +713,21 @@ def test_each_shard_records_the_divergence_bound_that_decided_it(in_tmp):
     harness.run(m2, progress=False, diverge_bound=1e6)
     df = harness.load(run_dir)
     assert dict(zip(df["seed"], df["diverge_bound"])) == {0: 1e9, 1: 1e6}
+
+
+def test_a_run_in_this_process_leaves_blobench_data_as_it_was(in_tmp, monkeypatch):
+    """A jobs=1 run set BLOBENCH_DATA to the client's data folder in the caller's own process and left it there: a
+    notebook's (or a later test's) data problems then read another folder."""
+    import os
+
+    from blobench import harness
+
+    monkeypatch.delenv("BLOBENCH_DATA", raising=False)
+    (in_tmp / "m.toml").write_text('name = "env"\n[[experiment]]\nname = "e"\nproblem = "quadratic"\n'
+                                   'problem_params = { dim = 3 }\nestimator = "itd"\nmetric = "error_vs_budget"\n'
+                                   'metric_params = { budget = "inner_steps", values = [1, 2] }\n')
+    harness.run("m.toml", jobs=1, progress=False)
+    assert "BLOBENCH_DATA" not in os.environ
+    monkeypatch.setenv("BLOBENCH_DATA", str(in_tmp))
+    harness.run("m.toml", jobs=1, progress=False, run_id="env2")
+    assert os.environ["BLOBENCH_DATA"] == str(in_tmp)

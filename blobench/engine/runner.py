@@ -204,6 +204,20 @@ def run_cell(cell: Cell, key: str, run_dir: str, threads: int = 1, timeout: floa
     """
     if timeout:
         return run_cell_isolated(cell, key, run_dir, timeout, plugins, diverge_bound, inputs, data_dir)
+    prev = os.environ.get("BLOBENCH_DATA")
+    try:
+        return _run_cell_here(cell, key, run_dir, threads, plugins, diverge_bound, inputs, data_dir)
+    finally:  # a cell run in the caller's process (jobs=1) leaves the caller's environment as it found it
+        if data_dir:
+            if prev is None:
+                os.environ.pop("BLOBENCH_DATA", None)
+            else:
+                os.environ["BLOBENCH_DATA"] = prev
+
+
+def _run_cell_here(cell: Cell, key: str, run_dir: str, threads: int, plugins: Sequence[str], diverge_bound: float,
+                   inputs: dict[str, dict[str, str]] | None, data_dir: str | None) -> dict[str, Any]:
+    """:func:`run_cell` in this process (``data_dir`` set as BLOBENCH_DATA for the cell; run_cell restores it)."""
     import torch
 
     torch.set_num_threads(max(1, threads))
