@@ -220,8 +220,8 @@ def test_worker_reads_the_clients_data_file_and_checks_its_digest(data_plugin, i
     np.savez(in_tmp / "data" / "d.npz", X=np.full((4, 2), 2.0), y=np.zeros(4, dtype=np.int64))
     res = run_cell(cell, key, str(run_dir), 1, None, (data_plugin,), 1e12, inputs, client_dir)
     assert res["status"] == "failed" and "input changed during the run" in res["message"]
-    # the worker's own file under the client's key is refused, not used
-    monkeypatch.delenv("BLOBENCH_DATA")
+    # the worker's own file under the client's key is refused, not used (run_cell left BLOBENCH_DATA unset, as it was)
+    assert "BLOBENCH_DATA" not in os.environ
     res = run_cell(cell, key, str(run_dir), 1, None, (data_plugin,), 1e12, inputs, None)
     assert res["status"] == "failed" and "not the file" in res["message"]
 
