@@ -242,3 +242,29 @@ def test_complexity_metric_running_mean_rows():
     default = complexity(ctx, eps=[0.04], max_steps=100, outer_lr=1 / 2.2, budget_rule="fixed")
     assert not any("stopping" in row or "batch_size_used" in row for row in default)
     assert default[0]["iterations"] < r["iterations"]
+
+
+@pytest.mark.parametrize("name", ["stocbio", "vrbo"])
+def test_running_mean_runs_is_the_sequential_running_mean_rule_vectorised(name):
+    """running_mean_runs (seeds vmapped, early stop at min eps) gives the sequential rule's K and counted calls for
+    every eps, and its running average to rounding; VRBO checks a state with a step counter (k, read by int())."""
+    from blobench.measure.complexity import running_mean_runs
+
+    n, steps, lr = 36, 40, 1 / 2.2
+    eps = [0.4, 0.25, 0.16] if name == "stocbio" else [0.4, 0.16, 0.08]
+    p = harness.problem("quadratic", dim=4, kappa=2.0, mu=1.0, rho=1.0, noise=1.0, seed=0, n_samples=n)
+    est = (_stocbio_at(0.16, batch=13) if name == "stocbio"
+           else harness.estimator("vrbo", inner_steps=3, solver_steps=2, batch_size=3))
+    seq = calls_to_target(p, est, eps, "grad_norm_sq", max_steps=steps, outer_lr=lr, seed=1, stopping="running-mean",
+                          seeds=2)
+    vec = running_mean_runs(p, est, eps, steps, lr, 2, seed=1)
+    assert all(seq["by_eps"][e] is not None for e in eps)
+    for e in eps:
+        assert vec["by_eps"][e] == seq["by_eps"][e], e
+    K = seq["by_eps"][min(eps)]["averaged_iterates"]
+    assert vec["iterations_run"] == K - 1 < steps - 1  # stopped at the smallest eps's K
+    full = running_mean_runs(p, est, eps, steps, lr, 2, seed=1, stop_at_target=False)
+    assert full["iterations_run"] == steps - 1 and full["by_eps"] == vec["by_eps"]
+    assert full["final"] == pytest.approx(seq["final"], rel=1e-9, abs=0)
+    miss = running_mean_runs(p, est, [1e-6], 5, lr, 2, seed=1)
+    assert miss["by_eps"][1e-6] is None and miss["iterations_run"] == 4
