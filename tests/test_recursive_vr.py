@@ -351,3 +351,52 @@ def test_vr_verdict_rule():
     assert not vr_verdict(rows(lambda e: e**-1.9), rows(lambda e: e**-2.6), {}).holds  # separated, above the order
     assert not vr_verdict(rows(lambda e: e**-1.5, miss=0.01), sb, {}).holds
     assert not vr_verdict(vr, rows(lambda e: e**-2, miss=0.16), {}).holds
+
+
+def test_spider_error_is_below_a_fresh_minibatch_at_equal_samples_and_not_without_the_recursion():
+    """vrbo-sample-complexity-vs-stocbio's positive control, its variance part: VRBO's SPIDER estimate is several
+    times closer to the full-batch hypergradient than a fresh minibatch spending VRBO's samples per iteration; with
+    the recursion dropped (fresh small batches between refreshes) it is farther."""
+    from blobench.claims._common import _setattr
+    from blobench.claims.yang2021 import SPIDER_FACTOR, spider_error
+    from blobench.estimators.recursive_vr import VRBO
+
+    r = spider_error("ci")
+    assert r["period"] == 7 and r["fresh_batch"] == round(2 * 3 * 5 + 100 / 7) == 44
+    assert r["ratio"] >= SPIDER_FACTOR, r
+    assert r["recursive_by_step"][0] == 0.0 and r["recursive_by_step"][r["period"]] == 0.0  # refreshes are exact
+    with _setattr(VRBO, "recursive_correction", False):
+        dropped = spider_error("ci")
+    assert dropped["ratio"] < 1.0
+
+
+def test_vrbo_rows_stop_at_the_first_unreached_eps():
+    """The rules need every eps reached, so VRBO's rows stop at the first unreached one; the verdict says so."""
+    from blobench.claims._common import _setattr
+    from blobench.claims.yang2021 import VRBOSampleComplexityVsStocBiO, vr_grid, vr_verdict
+    from blobench.estimators.recursive_vr import VRBO
+
+    with _setattr(VRBO, "recursive_correction", False):
+        rows = VRBOSampleComplexityVsStocBiO.vrbo_rows("ci")
+    assert [r["eps"] for r in rows] == vr_grid("ci")[0]
+    assert not rows[0]["reached"] and "skipped" not in rows[0] and all(r["skipped"] for r in rows[1:])
+    v = vr_verdict(rows, rows, {})
+    assert not v.holds and "eps 0.01: not run" in v.measured
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutation", ["vrbo-recursion-dropped", "vrbo-never-refreshed", "vrbo-old-point-other-sample",
+                                      "vrbo-old-x-is-current"])
+def test_vrbo_mutations_fail_the_positive_control(mutation):
+    from blobench.claims import yang2021
+    from blobench.gate.claim_base import clear_memos
+
+    (_, caught_by, patch), = [m for m in yang2021.MUTATIONS if m[0] == mutation]
+    assert caught_by == ("vrbo-sample-complexity-vs-stocbio",)
+    clear_memos()
+    try:
+        with patch():
+            pos = yang2021.VRBOSampleComplexityVsStocBiO().evaluate_positive("ci")
+    finally:
+        clear_memos()
+    assert not pos.holds, pos.measured

@@ -6,6 +6,7 @@ per-step accounting), the claim holds at ci size with its control failing, and t
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import blobench.core.registry
@@ -46,6 +47,9 @@ def test_claim_holds_and_control_fails_at_ci():
     assert all(r["reached"] for r in v.evidence["runs"])
     assert v.evidence["fit_Gc_f"]["lo"] <= 2.0 <= v.evidence["fit_Gc_f"]["hi"] + 0.5
     assert not any(r["rate_violation"] for r in v.rates)
+    biases = v.evidence["truncation_bias"]
+    assert [b["eps"] for b in biases] == [0.16, 0.08, 0.04, 0.02] and all(sc.bias_ok(b) for b in biases)
+    assert all(b["predicted"] <= b["bound"] for b in biases)
     ctl = c.evaluate("ci", True)
     assert not ctl.holds
     assert not all(r["reached"] for r in ctl.evidence["runs"])
@@ -128,13 +132,59 @@ def test_kappa_rule_fails_when_one_kappa_is_unreached_or_an_exponent_exceeds_its
                                                              ("total", 0.9))}}
             for k in (2.0, 4.0, 8.0, 16.0)]
     const = {"eps": 0.04}
-    assert sc.kappa_verdict(runs, const).holds
+    biases = [{"kappa": k, "bias": 0.02, "predicted": 0.02, "bound": 0.04, "p": 0.5} for k in (2.0, 4.0, 8.0, 16.0)]
+    assert sc.kappa_verdict(runs, const, biases).holds
     # three reached kappa still fit an exponent: the rule must fail on the unreached one itself
     one_short = [dict(r) for r in runs]
     one_short[-1] = {k: v for k, v in one_short[-1].items() if not k.startswith("samples_")} | {"reached": False}
-    assert math.isfinite(sc.kappa_verdict(one_short, const).evidence["fits"]["Gc_f"]["lo"])
-    assert not sc.kappa_verdict(one_short, const).holds
+    assert math.isfinite(sc.kappa_verdict(one_short, const, biases).evidence["fits"]["Gc_f"]["lo"])
+    assert not sc.kappa_verdict(one_short, const, biases).holds
     # Gc(f) samples growing as kappa^6 exceed Corollary 2's kappa^5
     steep = [dict(r, samples_Gc_f=1000.0 * r["kappa"] ** 6) for r in runs]
-    v = sc.kappa_verdict(steep, const)
-    assert not v.holds and [r["rate_violation"] for r in v.rates] == [True, False, False, False]
+    v = sc.kappa_verdict(steep, const, biases)
+    assert not v.holds and [r["rate_violation"] for r in v.rates][:4] == [True, False, False, False]
+    # K growing with kappa (exponent ~1, noisy) fails the flatness rule; K flat up to noise passes it
+    growing = [dict(r, K=round(20 * r["kappa"] * f)) for r, f in zip(runs, (1.0, 1.1, 0.9, 1.05))]
+    assert not sc.kappa_verdict(growing, const, biases).holds
+    assert sc.kappa_verdict([dict(r, K=k) for r, k in zip(runs, (62, 37, 30, 33))], const, biases).holds
+    # a bias measurement off its (Q+1)-term prediction, one above the theorem's bound, or a missing one fail
+    assert not sc.kappa_verdict(runs, const, [dict(b, p=1e-5) if b["kappa"] == 8.0 else b for b in biases]).holds
+    assert not sc.kappa_verdict(runs, const, [dict(b, bias=0.05) if b["kappa"] == 2.0 else b for b in biases]).holds
+    assert not sc.kappa_verdict(runs, const, biases[:3]).holds
+
+
+def test_truncation_bias_prediction_is_the_noise_free_estimate_and_the_measurement_sees_a_term_short():
+    """b_Q = -B^T A^-1 (I - A/L)^(Q+1) grad_y f is the noise-free stocBiO estimate's error at (x*, y*) (the
+    expectation of the stochastic one); the measurement (4096 draws) agrees with it, and a series one term short
+    (the mutation) is rejected."""
+    p = harness.problem("quadratic", dim=4, kappa=2.0, mu=1.0, rho=1.0, noise=1.0, seed=0)
+    p0 = harness.problem("quadratic", dim=4, kappa=2.0, mu=1.0, rho=1.0, noise=0.0, seed=0)
+    Q = sc.neumann_steps(2.0, 0.04)
+    b = sc.truncation_bias(p, Q, 50, "ci")
+    x = p0.stationary_points()[0]
+    from blobench.core.oracles import Oracles
+
+    det = harness.estimator("stocbio", inner_steps=Q, solver_steps=Q).estimate(Oracles(p0), x, {},
+                                                                              {"y": p0.inner_solution(x)}).grad
+    assert torch.allclose(det - p0.hypergradient(x), torch.tensor(b["predicted_vector"], dtype=torch.float64),
+                          atol=1e-12, rtol=0)
+    assert sc.bias_ok(b) and b["predicted"] <= b["bound"] and b["min_detectable_99"] < b["predicted"]
+    (_, caught_by, patch), = [m for m in sc.MUTATIONS if m[0] == "stocbio-neumann-one-term-short"]
+    assert caught_by == ("stocbio-sample-complexity", "stocbio-kappa-exponent")
+    with patch():
+        short = sc.truncation_bias(p, Q, 50, "ci")
+    assert not sc.bias_ok(short) and short["p"] < 1e-6 and short["bias"] > 1.5 * short["predicted"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutation", ["stocbio-neumann-one-term-short", "stocbio-neumann-unscaled",
+                                      "stocbio-neumann-step-over-mu"])
+def test_neumann_mutations_are_caught_by_the_sample_complexity_claim(mutation):
+    (_, caught_by, patch), = [m for m in sc.MUTATIONS if m[0] == mutation]
+    assert "stocbio-sample-complexity" in caught_by
+    with patch():
+        v = _claim().evaluate("ci", False)
+    assert not v.holds
+    if mutation == "stocbio-neumann-one-term-short":  # only the truncation-bias rule sees it: every eps is reached
+        assert all(r["reached"] for r in v.evidence["runs"])
+        assert not any(sc.bias_ok(b) for b in v.evidence["truncation_bias"])

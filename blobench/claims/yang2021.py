@@ -50,7 +50,7 @@ from blobench.core.oracles import ORACLE_NAMES, Oracles
 from blobench.estimators.recursive_vr import VRBO
 from blobench.estimators.single_loop_momentum import MRBO
 from blobench.gate.claim_base import Claim, Verdict, memo
-from blobench.measure.complexity import calls_to_target, first_hits, fit_exponent
+from blobench.measure.complexity import first_hits, fit_exponent, running_mean_runs, split_counters
 from blobench.measure.outer import step_size
 
 
@@ -350,12 +350,12 @@ def vrbo_samples_to_eps(problem, eps: float, batch_size: int, seeds: int, outer_
     steps: outer ``outer_lr``, inner and Neumann 1/L) for ``seeds`` seeds on the finite sum ``problem``: the first K <=
     ceil(steps_over_eps / eps) at which (1/K) sum_{k<K} mean_seeds ||grad Phi(x_k)||^2 <= eps (blobench.measure.complexity's
     "running-mean" rule, as :func:`blobench.claims.ji2021.samples_to_eps`), with the samples = counted calls up
-    to x_{K-1} x batch size (a full pass's chunks are batch_size samples each), or reached=False and the final running
-    average."""
+    to x_{K-1} x batch size (a full pass's chunks are batch_size samples each), or reached=False and the running
+    average at the cap. The seeds run vectorised and stop at K (:func:`blobench.measure.complexity.running_mean_runs`:
+    the sequential rule's K and counts)."""
     steps = math.ceil(steps_over_eps / eps)
     est = harness.estimator("vrbo", inner_steps=int(inner_steps), solver_steps=int(Q), batch_size=int(batch_size))
-    res = calls_to_target(problem, est, [eps], "grad_norm_sq", max_steps=steps, outer_lr=outer_lr, momentum="none",
-                          seed=0, stopping="running-mean", seeds=seeds)
+    res = running_mean_runs(problem, est, [eps], steps, outer_lr, seeds)
     hit = res["by_eps"][eps]
     out: dict[str, Any] = {"eps": eps, "batch_size": int(batch_size), "Q": int(Q), "D": int(inner_steps),
                            "outer_cap": steps, "final_running_avg": res["final"]}
@@ -420,29 +420,145 @@ class VRBOSampleComplexityVsStocBiO(Claim):
     control = ("VRBO's SPIDER recursion dropped (recursive_correction = False: u, w are the fresh small-batch estimates "
                "of size ceil(eps^-1/2) between refreshes, the full refresh every q steps kept): their variance "
                "~ eps^1/2 puts a floor above eps under E||grad Phi||^2, so the small eps are not reached")
+    positive_control = ("VRBO's own guarantees, which must hold for the gate to pass (a VRBO regression cannot pass as "
+                        "'not reproduced'): it reaches every eps of the grid, its samples' exponent is within Theorem 2's "
+                        "order (interval's lower end <= that of eps^-1.5 log(1/eps)), and its SPIDER estimate is at "
+                        "least 4x closer to the full-batch hypergradient than a fresh minibatch estimate spending the "
+                        "same samples per iteration (:func:`spider_error`, eps 0.04's schedule, after the first period)")
     _stocbio: dict = memo()
+    _vrbo: dict = memo()
 
-    def evaluate(self, size: str, control: bool) -> Verdict:
-        grid, R = vr_grid(size)
-        scheds = [vr_schedule(e) for e in grid]
-        if size not in self._stocbio:  # stocBiO is the same run for the claim and its control
+    def stocbio_rows(self, size: str) -> list[dict[str, Any]]:
+        """stocBiO's samples to each eps of the grid (memoised: the same run for the claim, its control and the positive
+        control)."""
+        if size not in self._stocbio:
+            grid, R = vr_grid(size)
             rows = []
-            for s in scheds:
+            for s in map(vr_schedule, grid):
                 p = vr_problem(s["n"])
                 rows.append({**samples_to_eps(p, s["eps"], s["stocbio_batch"], R, kappa_outer_lr(p),
                                               steps_over_eps=VR_STEPS_OVER_EPS),
                              "n": s["n"], "capped": s["stocbio_capped"]})
             self._stocbio[size] = rows
-        sb = self._stocbio[size]
-        with _setattr(VRBO, "recursive_correction", False) if control else contextlib.nullcontext():
-            vr = []
-            for s in scheds:
-                p = vr_problem(s["n"])
-                vr.append({**vrbo_samples_to_eps(p, s["eps"], s["vrbo_batch"], R, kappa_outer_lr(p), s["Q"]),
-                           "n": s["n"], "period": harness.estimator("vrbo", inner_steps=VR_INNER_STEPS,
-                                                                    batch_size=s["vrbo_batch"]).period(Oracles(p))})
-        return vr_verdict(vr, sb, {"grid": grid, "seeds": R, "C2": VR_C2, "n_over_S2sq": VR_N_OVER_S2SQ,
-                                   "D": VR_INNER_STEPS, "steps_over_eps": VR_STEPS_OVER_EPS, "C_B": C_B})
+        return self._stocbio[size]
+
+    @staticmethod
+    def vrbo_rows(size: str) -> list[dict[str, Any]]:
+        """VRBO's samples to each eps of the grid, in the grid's order (cheapest first); after the first eps it does not
+        reach, the later eps are not run (every rule that reads these rows needs all eps reached) and are recorded
+        with ``skipped``."""
+        grid, R = vr_grid(size)
+        vr: list[dict[str, Any]] = []
+        for s in map(vr_schedule, grid):
+            if vr and not vr[-1]["reached"]:
+                vr.append({"eps": s["eps"], "reached": False, "skipped": True, "final_running_avg": float("nan"),
+                           "n": s["n"]})
+                continue
+            p = vr_problem(s["n"])
+            vr.append({**vrbo_samples_to_eps(p, s["eps"], s["vrbo_batch"], R, kappa_outer_lr(p), s["Q"]),
+                       "n": s["n"], "period": harness.estimator("vrbo", inner_steps=VR_INNER_STEPS,
+                                                                batch_size=s["vrbo_batch"]).period(Oracles(p))})
+        return vr
+
+    def clean_vrbo_rows(self, size: str) -> list[dict[str, Any]]:
+        if size not in self._vrbo:  # shared by the claim and its positive control
+            self._vrbo[size] = self.vrbo_rows(size)
+        return self._vrbo[size]
+
+    def constants(self, size: str) -> dict[str, Any]:
+        grid, R = vr_grid(size)
+        return {"grid": grid, "seeds": R, "C2": VR_C2, "n_over_S2sq": VR_N_OVER_S2SQ, "D": VR_INNER_STEPS,
+                "steps_over_eps": VR_STEPS_OVER_EPS, "C_B": C_B}
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        sb = self.stocbio_rows(size)
+        if control:
+            with _setattr(VRBO, "recursive_correction", False):
+                vr = self.vrbo_rows(size)
+        else:
+            vr = self.clean_vrbo_rows(size)
+        return vr_verdict(vr, sb, self.constants(size))
+
+    def evaluate_positive(self, size: str) -> Verdict:
+        vr, sb = self.clean_vrbo_rows(size), self.stocbio_rows(size)
+        main = vr_verdict(vr, sb, self.constants(size)).evidence
+        spider = spider_error(size)
+        reached = all(r["reached"] for r in vr)
+        within, f_vr, pred = main["within_order"], main["fit_vrbo"], main["predicted_vrbo"]
+        reduced = bool(spider["ratio"] >= SPIDER_FACTOR)
+        unreached = [f"{r['eps']:g}" + (" (not run)" if r.get("skipped") else f" (running avg {r['final_running_avg']:.3g})")
+                     for r in vr if not r["reached"]]
+        measured = (f"VRBO {sum(r['reached'] for r in vr)}/{len(vr)} eps reached"
+                    + (f" (unreached: {', '.join(unreached)})" if unreached else "")
+                    + f"; exponent {f_vr['slope']:.3f} [{f_vr['lo']:.3f}, {f_vr['hi']:.3f}] (order "
+                    f"{pred['slope']:.3f}); SPIDER error {spider['recursive']:.3g} against a fresh minibatch of "
+                    f"{spider['fresh_batch']} at equal samples {spider['fresh']:.3g} (x{spider['ratio']:.3g} lower; "
+                    f"eps {spider['eps']:g}, q {spider['period']}, {spider['runs']} runs, steps [{spider['period']}, "
+                    f"{spider['steps']}))")
+        return Verdict(reached and within and reduced, measured,
+                       f"all eps reached; exponent's lower end <= {pred['slope']:.3f}; SPIDER error at least "
+                       f"{SPIDER_FACTOR:g}x below the fresh minibatch's",
+                       {"reached": reached, "within_order": within, "spider": spider, "fit_vrbo": f_vr})
+
+
+SPIDER_FACTOR = 4.0   # the positive control's least ratio of the fresh minibatch's error to the SPIDER estimate's
+SPIDER_EPS = 0.04     # the schedule (vr_schedule) at which spider_error measures
+
+
+def spider_error(size: str) -> dict[str, Any]:
+    """VRBO's SPIDER hypergradient estimate against a fresh minibatch estimate spending the same samples, measured.
+
+    VRBO at ``vr_schedule(SPIDER_EPS)`` (n = 100, S_2 = 5, Q = 4, D = 3, default period q = 7) runs R independent
+    runs (vectorised) for 3q outer iterations from x_0 with the claim's constant step. At every iteration k the
+    estimate w_k it returns is compared with the full-batch value of the same hypergradient form (grad-hat f, Q
+    full-sum Hessian terms) at the point (x_eval, y_eval) it estimates: e_rec = ||w_k - grad-hat f_full||^2. The
+    fresh comparison: the same form computed on ONE fresh sample set of size b_eq = 2 D S_2 + n / q (VRBO's samples
+    per iteration per role: 2D small sets plus its refresh amortised over q) at the same point, e_fresh = ||w_fresh
+    - grad-hat f_full||^2 (Yang, Ji, Liang 2021, Lemma on the SPIDER estimator's variance: the recursion's error grows
+    with sum ||z_t - z_(t-1)||^2 / S_2 between refreshes, where a fresh estimate's is sigma^2 / b_eq). Returned: the
+    means over runs and over iterations q <= k < 3q (after the first period, whose first step moves x by the whole
+    initial gradient), their ratio fresh / recursive, and the per-iteration means."""
+    from torch.func import vmap
+
+    s = vr_schedule(SPIDER_EPS)
+    R = 8 if size == "ci" else 32
+    p, b, Q, D = vr_problem(s["n"]), s["vrbo_batch"], s["Q"], VR_INNER_STEPS
+    e = harness.estimator("vrbo", inner_steps=D, solver_steps=Q, batch_size=b)
+    o, o_truth = Oracles(p), Oracles(p)
+    q = e.period(o)
+    steps, beq = 3 * q, round(2 * D * b + s["n"] / q)
+    fresh_est = harness.estimator("vrbo", inner_steps=D, solver_steps=Q, batch_size=beq)
+    stack = lambda ds: {k: torch.stack([d[k] for d in ds], 1) for k in ds[0]}  # noqa: E731 -- [steps, runs, ...]
+    noise = stack([e.draw(p, torch.Generator().manual_seed(r), steps) for r in range(R)])
+    fresh_noise = stack([fresh_est.draw(p, torch.Generator().manual_seed(10_000 + r), steps) for r in range(R)])
+
+    def first(x_, n_):
+        r = e.estimate(o, x_, n_, None)
+        return r.grad, r.state
+
+    def step(x_, n_, batched, shared):
+        r = e.estimate(o, x_, n_, {**batched, **shared})
+        return r.grad, r.state
+
+    full = vmap(lambda x_, y_: e.full(o_truth, x_, y_)[1])
+    fresh = vmap(lambda x_, y_, n_: fresh_est.small(o_truth, x_, y_, n_, 0)[1])
+    x, state, lr = p.x0().expand(R, -1).clone(), None, kappa_outer_lr(p)
+    rec, frs = [], []
+    for t in range(steps):
+        nz = {k: v[t] for k, v in noise.items()}
+        if state is None:
+            d, state = vmap(first)(x, nz)
+        else:
+            d, state = vmap(step, in_dims=(0, 0, 0, None))(x, nz, *split_counters(state))
+        h = full(state["x_eval"], state["y_eval"])
+        rec.append(float(((state["w"] - h) ** 2).sum(1).mean()))
+        f = fresh(state["x_eval"], state["y_eval"], {k: v[t] for k, v in fresh_noise.items()})
+        frs.append(float(((f - h) ** 2).sum(1).mean()))
+        x = x - lr * d
+    r_mean, f_mean = float(np.mean(rec[q:])), float(np.mean(frs[q:]))
+    return {"eps": SPIDER_EPS, "runs": R, "period": q, "steps": steps, "small_batch": b, "fresh_batch": beq,
+            "recursive": r_mean, "fresh": f_mean, "ratio": f_mean / r_mean if r_mean > 0 else float("inf"),
+            "recursive_by_step": rec, "fresh_by_step": frs}
 
 
 def vr_verdict(vr: list[dict[str, Any]], sb: list[dict[str, Any]], constants: dict[str, Any]) -> Verdict:
@@ -461,7 +577,8 @@ def vr_verdict(vr: list[dict[str, Any]], sb: list[dict[str, Any]], constants: di
     ok = reached and below and within
     fmt = lambda f: f"{f['slope']:.3f} [{f['lo']:.3f}, {f['hi']:.3f}]"  # noqa: E731
     sam = lambda rows: [round(v) if v == v else None for v in get(rows, "samples_total")]  # noqa: E731
-    unreached = [f"eps {r['eps']:g}: running avg {r['final_running_avg']:.3g}" for r in vr if not r["reached"]]
+    unreached = [f"eps {r['eps']:g}: " + ("not run (a larger eps was not reached)" if r.get("skipped") else
+                                          f"running avg {r['final_running_avg']:.3g}") for r in vr if not r["reached"]]
     measured = (f"VRBO {sum(r['reached'] for r in vr)}/{len(vr)} eps reached"
                 + (f" ({'; '.join(unreached)})" if unreached else "")
                 + f", stocBiO {sum(r['reached'] for r in sb)}/{len(sb)}; exponents in 1/eps: VRBO {fmt(f_vr)}, "
@@ -485,4 +602,50 @@ MUTATIONS: list[tuple[str, tuple[str, ...], Callable[[], ContextManager]]] = [
     ("mrbo-old-point-previous-batch", _BOTH, _previous_batch),
     ("mrbo-momentum-weights-constant", _BOTH, _constant_weights),
     ("mrbo-old-point-is-current", _BOTH, _old_point_is_current),
+]
+
+
+# -- VRBO mutations: caught by vrbo-sample-complexity-vs-stocbio's positive control (the claim itself is "not
+# reproduced", so only a failing positive control can show a breakage; blobench/gate/mutations.py runs it)
+@contextlib.contextmanager
+def _vrbo_old_point_other_sample():
+    """The previous point of each recursion step evaluated on another sample set than the new one (each batch's
+    coordinates rolled: the same law on the quadratic, whose coefficients are i.i.d. per coordinate): the correction
+    h(z_t; S_t) - h(z_(t-1); S'_t) no longer cancels S_t's noise."""
+    orig = VRBO.small
+    calls = {"n": 0}
+
+    def small(self, oracles, x, y, noise, t):
+        calls["n"] += 1  # estimate() calls small at the new point, then at the previous one, for every inner step
+        if calls["n"] % 2 == 0 and self.recursive_correction:
+            noise = {k: v.roll(1, -1) for k, v in noise.items()}
+        return orig(self, oracles, x, y, noise, t)
+
+    with _setattr(VRBO, "small", small):
+        yield
+
+
+@contextlib.contextmanager
+def _vrbo_old_x_is_current():
+    """The recursion's previous point taken at the new outer iterate, (x_(k+1), y_k) instead of (x_k, y_k): the first
+    inner step's correction misses the change of x, so u, w stop tracking the moving x (a difference against the wrong
+    base point)."""
+    orig = VRBO.estimate
+
+    def estimate(self, oracles, x, noise, state=None):
+        if state is not None:
+            state = {**state, "x_eval": x}
+        return orig(self, oracles, x, noise, state)
+
+    with _setattr(VRBO, "estimate", estimate):
+        yield
+
+
+_VRBO = ("vrbo-sample-complexity-vs-stocbio",)
+
+MUTATIONS += [
+    ("vrbo-recursion-dropped", _VRBO, lambda: _setattr(VRBO, "recursive_correction", False)),
+    ("vrbo-never-refreshed", _VRBO, lambda: _setattr(VRBO, "refresh_every_period", False)),
+    ("vrbo-old-point-other-sample", _VRBO, _vrbo_old_point_other_sample),
+    ("vrbo-old-x-is-current", _VRBO, _vrbo_old_x_is_current),
 ]

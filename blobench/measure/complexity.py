@@ -394,7 +394,7 @@ def plot_complexity(df, path_without_ext: str, x: str = "kappa_y", eps: float | 
     return paths
 
 
-def _split_counters(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_counters(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A batched estimator state as (per-run part, shared part): 0-dim per-run entries equal in every run (step
     counters such as VRBO's k or SRBA's t, which the estimators read with ``int()``) go unbatched."""
     shared = {k: v[0] for k, v in state.items() if v.dim() == 1 and bool((v == v[0]).all())}
@@ -449,7 +449,7 @@ def running_mean_runs(problem, estimator, eps: list[float], max_steps: int, oute
         if state is None:
             d, state = first_v(x, nz)
         else:
-            d, state = step_v(x, nz, *_split_counters(state))
+            d, state = step_v(x, nz, *split_counters(state))
         counted = o.snapshot()
         for k in ORACLE_NAMES:
             calls[k].append(calls[k][-1] + float(counted[k]))
