@@ -266,5 +266,13 @@ def test_running_mean_runs_is_the_sequential_running_mean_rule_vectorised(name):
     full = running_mean_runs(p, est, eps, steps, lr, 2, seed=1, stop_at_target=False)
     assert full["iterations_run"] == steps - 1 and full["by_eps"] == vec["by_eps"]
     assert full["final"] == pytest.approx(seq["final"], rel=1e-9, abs=0)
-    miss = running_mean_runs(p, est, [1e-6], 5, lr, 2, seed=1)
+    miss = running_mean_runs(p, est, [1e-6], 5, lr, 2, seed=1, stop_at_target=False)
     assert miss["by_eps"][1e-6] is None and miss["iterations_run"] == 4
+    # out of reach: the sum so far over max_steps already exceeds the target at x_0, so no estimate is made
+    out = running_mean_runs(p, est, [1e-6], 5, lr, 2, seed=1)
+    assert out["by_eps"][1e-6] is None and out["iterations_run"] == 0
+    # a target reached late: the out-of-reach stop must not fire before K
+    late = [seq["final"] * 1.0001]
+    assert running_mean_runs(p, est, late, steps, lr, 2, seed=1)["by_eps"] == \
+        calls_to_target(p, est, late, "grad_norm_sq", max_steps=steps, outer_lr=lr, seed=1, stopping="running-mean",
+                        seeds=2)["by_eps"]

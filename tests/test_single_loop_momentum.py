@@ -204,3 +204,25 @@ def test_exponent_gap_interval():
     assert abs(g["hi"] - g["gap"] - half) < 1e-12 and abs(g["gap"] - g["lo"] - half) < 1e-12
     assert g["lo"] < 0.5 < g["hi"]
     assert np.isnan(exponent_gap(a, fit_exponent(x[:2], x[:2]))["lo"])  # fewer than 3 points: no interval
+
+
+def test_storm_runs_stop_below_keeps_every_first_K():
+    """storm_runs(stop_below=eps_min) stops once the running mean reaches eps_min (or cannot within ``steps``): the
+    running-mean rule's K and samples for every eps equal those of the full-length run; an unreachable target stops
+    the run early and stays unreached."""
+    from blobench.claims.yang2021 import running_mean_samples
+
+    p = harness.problem("quadratic", dim=5, kappa=2, rho=1.0, noise=0.3)
+    e = harness.estimator("mrbo", solver_steps=3)
+    grid, T = [0.5, 0.2, 0.1], 120
+    full = storm_runs(p, e, T, 0.5, [0, 1, 2, 3])
+    short = storm_runs(p, e, T, 0.5, [0, 1, 2, 3], stop_below=min(grid))
+
+    def hits(r):
+        return running_mean_samples(r["grad_sq"].numpy(), sum(r["calls"][k] for k in ORACLE_NAMES).numpy(), grid, 1)
+
+    assert all(h is not None for h in hits(full).values())
+    assert hits(short) == hits(full) and short["grad_sq"].shape[0] < full["grad_sq"].shape[0]
+    never = storm_runs(p, e, T, 0.5, [0, 1, 2, 3], stop_below=1e-9)
+    assert never["grad_sq"].shape[0] == 2
+    assert running_mean_samples(never["grad_sq"].numpy(), never["calls"]["hvp"].numpy(), [1e-9], 1)[1e-9] is None

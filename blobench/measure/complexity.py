@@ -407,10 +407,12 @@ def running_mean_runs(problem, estimator, eps: list[float], max_steps: int, oute
     vectorised: one ``torch.func.vmap``-ed estimator call per outer step for all runs (each run's noise drawn as
     :func:`blobench.measure.outer.outer_loop` draws it for seed ``seed * seeds + s``; constant step, no momentum), and,
     with ``stop_at_target``, no step past the first K at which the running average (1/K) sum_{k<K} mean_s
-    ||grad Phi(x_k^s)||^2 (exact, ``problem.hypergradient``) is <= min(eps): later iterates cannot change any
-    eps's first K. Returns the same fields as :func:`calls_to_target` (``final``: the running average where the run
-    stopped); K and the counted calls equal the sequential rule's, the iterates agree to rounding (vmapped
-    kernels). The calls are one run's, counted by the oracle layer (a vmapped call counts once)."""
+    ||grad Phi(x_k^s)||^2 (exact, ``problem.hypergradient``) is <= min(eps), nor past the first step at which the sum
+    so far over ``max_steps`` exceeds min(eps) (every running average over K <= max_steps iterates is then above it,
+    since the terms are >= 0): later iterates cannot change any eps's first K. Returns the same fields as
+    :func:`calls_to_target` (``final``: the running average where the run stopped); K and the counted calls equal
+    the sequential rule's, the iterates agree to rounding (vmapped kernels). The calls are one run's, counted by the
+    oracle layer (a vmapped call counts once)."""
     import torch
     from torch.func import vmap
 
@@ -442,8 +444,10 @@ def running_mean_runs(problem, estimator, eps: list[float], max_steps: int, oute
         if not math.isfinite(g2):
             diverged = True
             break
-        if (stop_at_target and curve[-1] <= target) or t == max_steps - 1:
+        if t == max_steps - 1:
             break
+        if stop_at_target and (curve[-1] <= target or total / max_steps > target):
+            break  # reached, or out of reach: every later K's running average is >= total / max_steps > target
         nz = {k: v[t] for k, v in noise.items()}
         o.reset()
         if state is None:
