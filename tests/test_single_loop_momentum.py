@@ -214,7 +214,7 @@ def test_storm_runs_stop_below_keeps_every_first_K():
 
     p = harness.problem("quadratic", dim=5, kappa=2, rho=1.0, noise=0.3)
     e = harness.estimator("mrbo", solver_steps=3)
-    grid, T = [0.5, 0.2, 0.1], 120
+    grid, T = [1.0, 0.5, 0.25], 120
     full = storm_runs(p, e, T, 0.5, [0, 1, 2, 3])
     short = storm_runs(p, e, T, 0.5, [0, 1, 2, 3], stop_below=min(grid))
 
