@@ -148,13 +148,23 @@ def test_momentum_mutations_are_undone():
     from blobench.claims import yang2021 as momentum
 
     before = (slm.MRBO.estimate, slm.MRBO.previous_sample, slm.momentum_weight, slm.MRBO.storm_correction)
-    assert {m[0] for m in momentum.MUTATIONS} == {"mrbo-old-point-other-sample", "mrbo-old-point-previous-batch",
-                                                 "mrbo-momentum-weights-constant", "mrbo-old-point-is-current"}
-    for _, _, patch in momentum.MUTATIONS:
+    mrbo = [m for m in momentum.MUTATIONS if m[0].startswith("mrbo-")]
+    assert {m[0] for m in mrbo} == {"mrbo-old-point-other-sample", "mrbo-old-point-previous-batch",
+                                    "mrbo-momentum-weights-constant", "mrbo-old-point-is-current"}
+    for _, _, patch in mrbo:
         with patch():
             assert (slm.MRBO.estimate, slm.MRBO.previous_sample, slm.momentum_weight) != before[:3]
         assert (slm.MRBO.estimate, slm.MRBO.previous_sample, slm.momentum_weight, slm.MRBO.storm_correction) == before
     assert "previous_sample" not in vars(slm.MRBO) and "estimate" not in vars(slm.MRBO)
+    from blobench.estimators.recursive_vr import VRBO
+
+    vr_before = dict(vars(VRBO))
+    vrbo = [m for m in momentum.MUTATIONS if m[0].startswith("vrbo-")]
+    assert len(vrbo) == 4 and len(mrbo) + len(vrbo) == len(momentum.MUTATIONS)
+    for _, _, patch in vrbo:
+        with patch():
+            assert dict(vars(VRBO)) != vr_before
+        assert dict(vars(VRBO)) == vr_before
 
 
 def test_running_mean_samples_on_hand_made_trajectory():
