@@ -103,3 +103,42 @@ def test_bad_parameters_are_named():
         harness.problem("ji-ncsc", mu=0.3)
     with pytest.raises(harness.ParameterError, match="T"):
         harness.problem("ji-ncsc", T=0)
+
+
+def test_theorem1_instance_lambda_T_and_lemmas_3_4():
+    """The proof of Theorem 1 (eq. 11-12): lam = eps L/(L_f C~ n) makes Lemma 3's floor lam L_f C~ n/L equal eps; T =
+    floor(Delta L/(12 lam^2 L_f)) keeps Lemma 4's 12 lam^2 L_f T/L <= Delta; T n ~ n^3/eps^2; mu_for_n gives n."""
+    from blobench.problems.ji_ncsc import chain_constants, mu_for_n, theorem1_instance
+
+    for n in (1, 2, 3, 4, 6, 9):
+        assert harness.problem("ji-ncsc", T=1, mu=mu_for_n(n)).n == n
+    for eps, n in ((0.1, 2), (0.1, 4), (0.05, 3)):
+        d = theorem1_instance(eps, n, Delta=3.0)
+        L = chain_constants(n)["L_scale"]
+        assert d["lam"] * d["L_f"] * d["c_tilde"] * n / L == pytest.approx(eps)
+        assert 12 * d["lam"] ** 2 * d["L_f"] * d["T"] / L <= 3.0 < 12 * d["lam"] ** 2 * d["L_f"] * (d["T"] + 1) / L
+        assert d["bound"] == d["T"] * n
+        p = harness.problem("ji-ncsc", **{k: d[k] for k in ("T", "mu", "lam", "L_g", "L_f", "c_tilde")})
+        assert p.L_scale == pytest.approx(L) and p.n == n
+        # Lemma 4: H(0) - inf H <= Delta (inf H is above the chain's -12 lam^2 L_f T / L)
+        assert p.value(torch.zeros(p.T, dtype=torch.float64)) - (-12 * d["lam"] ** 2 * d["L_f"] * d["T"] / L) <= 3.0 + 1e-9
+        # Lemma 3: some |x_i| < lam/(C~ n) -> ||grad H|| >= eps (random points, one coordinate pushed below)
+        thr = d["lam"] / (d["c_tilde"] * n)
+        for s in range(20):
+            x = thr * (0.5 + 2 * torch.rand(p.T, generator=torch.Generator().manual_seed(s), dtype=torch.float64))
+            x[s % p.T] = thr * (2 * float(torch.rand(1, generator=torch.Generator().manual_seed(100 + s))) - 1) * 0.99
+            assert float(torch.linalg.norm(p.hypergradient(x))) >= eps
+    # H's Hessian is H_scale times the chain's: grad^2 H(x) = (L_f C~^2 n^2/L) grad^2 h(C~ n x/lam)
+    p = harness.problem("ji-ncsc", T=3, mu=mu_for_n(3), lam=0.3)
+    x = rand(3, 4, 0.1)
+    u = p.p["c_tilde"] * p.n * x / p.p["lam"]
+    scale = p.p["lam"] ** 2 * p.p["L_f"] / p.L_scale
+
+    def h(u_):
+        return p._H(u_ * p.p["lam"] / (p.p["c_tilde"] * p.n)) / scale
+
+    Hx = torch.func.hessian(p._H)(x)
+    Hu = torch.func.hessian(h)(u)
+    assert torch.allclose(Hx, p.constants["H_scale"] * Hu, rtol=1e-9, atol=1e-12)
+    with pytest.raises(Exception, match="T = floor"):
+        theorem1_instance(10.0, 2)
