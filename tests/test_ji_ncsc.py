@@ -142,3 +142,35 @@ def test_theorem1_instance_lambda_T_and_lemmas_3_4():
     assert torch.allclose(Hx, p.constants["H_scale"] * Hu, rtol=1e-9, atol=1e-12)
     with pytest.raises(Exception, match="T = floor"):
         theorem1_instance(10.0, 2)
+
+
+def test_calls_lower_bound_and_report_rows():
+    """ji-ncsc's exact bound on calls to ||grad H||^2 <= e: T n below Lemma 3's floor squared, 0 above it; the complexity
+    metric writes it beside the measured calls (grad_norm_sq), and the report draws it as the instance's bound."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from blobench.measure.complexity import complexity
+    from blobench.measure.metrics import CellContext
+    from blobench.problems.ji_ncsc import theorem1_instance
+    from blobench.report.complexity import draw_instance_bounds
+
+    rows = []
+    for n in (2, 3):
+        d = theorem1_instance(0.1, n, Delta=3.0)
+        p = harness.problem("ji-ncsc", **{k: d[k] for k in ("T", "mu", "lam", "L_g", "L_f", "c_tilde")})
+        assert p.gradient_floor() == pytest.approx(0.1)
+        assert p.calls_lower_bound(0.1**2 * (1 - 1e-9)) == d["bound"] and p.calls_lower_bound(0.011) == 0
+        out = complexity(CellContext(p, "aid-cg", {"inner_solver": "agd", "warm_start": True}, seed=0), eps=[0.01],
+                         criterion="grad_norm_sq", outer_lr=0.3 / p.constants["H_scale"], max_steps=200)
+        rows += [{**r, "estimator": "aid-cg", "problem": "ji-ncsc", "kappa": 4 * n * n + 1} for r in out]
+        lb = next(r["value"] for r in out if r["quantity"] == "lower_bound_calls")
+        calls = next(r["value"] for r in out if r["quantity"] == "calls_to_eps")
+        assert lb == d["bound"] and calls >= lb
+    fig, ax = plt.subplots()
+    draw_instance_bounds(ax, pd.DataFrame(rows), "kappa")
+    assert any("exact per-instance bound" in ln.get_label() for ln in ax.get_lines())
+    plt.close(fig)

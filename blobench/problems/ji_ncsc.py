@@ -191,3 +191,17 @@ class JiNCSC(harness.Problem):
     def zero_chain_calls(self) -> int:
         """T n: below this many oracle calls a zero-respecting method's x_T is still 0 (eq. 8)."""
         return self.T * self.n
+
+    #: the criterion :meth:`calls_lower_bound` is about (the complexity metric writes the bound beside it only)
+    lower_bound_criterion = "grad_norm_sq"
+
+    def gradient_floor(self) -> float:
+        """Lemma 3's floor lam L_f C~ n / L: while some |x_i| < lam/(C~ n), in particular while x_T = 0, ||grad H|| is
+        above it (Carmon et al.'s chain has ||grad|| > 1 there). Theorem 1's lam makes it the target eps."""
+        p = self.p
+        return float(p["lam"] * p["L_f"] * p["c_tilde"] * self.n / self.L_scale)
+
+    def calls_lower_bound(self, eps: float) -> int:
+        """The exact zero-chain bound on calls to ||grad H||^2 <= eps (``eps`` on the squared norm, as the complexity
+        metric's grad_norm_sq): T n when eps <= gradient_floor()^2 (x_T must wake first), else 0 (no bound)."""
+        return self.T * self.n if eps <= self.gradient_floor() ** 2 else 0
