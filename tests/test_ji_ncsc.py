@@ -174,3 +174,48 @@ def test_calls_lower_bound_and_report_rows():
     draw_instance_bounds(ax, pd.DataFrame(rows), "kappa")
     assert any("exact per-instance bound" in ln.get_label() for ln in ax.get_lines())
     plt.close(fig)
+
+
+def test_ji2025_mutations_break_their_mechanism():
+    """claims/ji2025.MUTATIONS: each patch breaks what it names, and is undone."""
+    from blobench.claims import ji2025
+    from blobench.core.oracles import Oracles
+    from blobench.core.registry import CLAIMS
+    from blobench.problems import ji_ncsc
+
+    harness.discover()
+    p = harness.problem("ji-ncsc", T=2, mu=0.05)
+    x, y = p.x0(), torch.zeros(p.dim_y, dtype=torch.float64)
+    effects = {
+        "ncsc-chain-shortcut": lambda: float(torch.func.grad(p.inner, argnums=0)(x, y + 1.0)[-1]) != -p.p["L_g"],
+        "ncsc-theorem1-lam-without-n": lambda: ji_ncsc.theorem1_instance(0.1, 3)["lam"]
+        > 2 * 0.1 * ji_ncsc.chain_constants(3)["L_scale"] / 3,
+        "ncsc-oracle-counting-bypassed": lambda: (lambda o: (o.grad_y_g(x, y), sum(o.counts.values()) == 0)[1])(Oracles(p)),
+    }
+    assert {m[0] for m in ji2025.MUTATIONS} == set(effects)
+    for name, caught_by, patch in ji2025.MUTATIONS:
+        assert all(c in CLAIMS for c in caught_by)
+        assert not effects[name](), name
+        with patch():
+            assert effects[name](), name
+        assert not effects[name](), name
+
+
+def test_bernoulli_oracle_gates_the_frontier_only():
+    """BernoulliOracles (Theorem 2's oracle, our reading): only the next chain coordinate's entry of grad g is scaled by
+    xi/p (0 or 1/p, mean 1); every other entry and f's gradients are exact."""
+    from blobench.claims.ji2025 import BernoulliOracles
+    from blobench.core.oracles import Oracles
+
+    p = harness.problem("ji-ncsc", T=2, mu=0.05)
+    x, y = p.x0(), torch.zeros(p.dim_y, dtype=torch.float64)
+    exact = Oracles(p).grad_y_g(x, y)
+    o = BernoulliOracles(p, 0.25, torch.Generator().manual_seed(0))
+    vals = []
+    for _ in range(400):
+        g = o.grad_y_g(x, y)
+        k = p.n - 1  # the frontier at y = 0: y^(0)_n
+        assert torch.equal(torch.cat([g[:k], g[k + 1:]]), torch.cat([exact[:k], exact[k + 1:]]))
+        vals.append(float(g[k] / exact[k]))
+    assert set(vals) == {0.0, 4.0} and abs(sum(vals) / len(vals) - 1) < 0.25
+    assert torch.equal(o.grad_y_f(x, y), Oracles(p).grad_y_f(x, y))
