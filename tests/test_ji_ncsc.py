@@ -208,13 +208,18 @@ def test_bernoulli_oracle_gates_the_frontier_only():
     from blobench.core.oracles import Oracles
 
     p = harness.problem("ji-ncsc", T=2, mu=0.05)
-    x, y = p.x0(), torch.zeros(p.dim_y, dtype=torch.float64)
+    n = p.n
+    x = p.x0()
+    y = rand(p.dim_y, 5) + 0.5  # block 0 and y^(1)_1 .. y^(1)_{n-1} nonzero: the frontier is y^(1)_n
+    y[2 * n - 1:] = 0.0
+    k = 2 * n - 1
     exact = Oracles(p).grad_y_g(x, y)
+    assert exact[k] != 0 and int(torch.count_nonzero(exact)) > 1
     o = BernoulliOracles(p, 0.25, torch.Generator().manual_seed(0))
+    assert o._frontier(x, y) == ("y", k)
     vals = []
     for _ in range(400):
         g = o.grad_y_g(x, y)
-        k = p.n - 1  # the frontier at y = 0: y^(0)_n
         assert torch.equal(torch.cat([g[:k], g[k + 1:]]), torch.cat([exact[:k], exact[k + 1:]]))
         vals.append(float(g[k] / exact[k]))
     assert set(vals) == {0.0, 4.0} and abs(sum(vals) / len(vals) - 1) < 0.25
