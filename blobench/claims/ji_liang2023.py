@@ -4,10 +4,12 @@ Source: K. Ji and Y. Liang, "Lower Bounds and Accelerated Algorithms for Bilevel
 (2023), arXiv 2102.03926 ("Ji & Liang" below), as its abstract states them: the strongly-convex-strongly-
 convex lower bound Omega(1/(sqrt(mu_x) mu_y)) for zero-respecting methods, the accelerated optimizer AccBiO
 and its improved upper bounds, that upper and lower bounds match (up to logs) when the inner problem is
-quadratic with a constant-level condition number, and that bilevel is provably harder than minimax. Only
-the abstract was readable here: theorem numbers are not cited. The paper's exact hard instance could not be read here; every claim runs on this
-project's chain instance ``lb-scsc`` (blobench/problems/lb_scsc.py states the construction, why it is in the
-theorem's class, and its exact per-instance zero-respecting lower bound). Oracle calls are those the
+quadratic with a constant-level condition number, and that bilevel is provably harder than minimax. The claims
+in the first part were written when only the abstract was readable and run on this project's chain instance
+``lb-scsc`` (blobench/problems/lb_scsc.py states the construction, why it is in the theorem's class, and its exact
+per-instance zero-respecting lower bound); those of the second part (from ``JL_CITE`` on, and
+``jl-lower-bound-respected``, decided per oracle call since issue 28) run on the paper's own instances jl-scsc and
+jl-csc, read from the JMLR PDF. Oracle calls are those the
 oracle layer counts (blobench.core.oracles), never an estimator's own figure.
 
 Each claim has a negative control that breaks the mechanism it tests. ``MUTATIONS`` lists in-process
