@@ -87,7 +87,7 @@ def draw_instance_bounds(ax, g: pd.DataFrame, x: str, colors: dict | None = None
         f = fit_exponent(h.index, h.to_numpy())
         ax.loglog(h.index, h.to_numpy(), "o-", color=(colors or {}).get(name),
                   label=f"{name}: slope {f['slope']:.2f} [{f['lo']:.2f}, {f['hi']:.2f}]")
-    for q, fmt_, lab in (("lower_bound_calls", "k-", "exact per-instance bound"),
+    for q, fmt_, lab in (("lower_bound_calls", "-", "exact per-instance bound"),
                          ("theorem_bound_calls", "--", "Theorem 4 with the proof's constants")):
         b = sel[sel["quantity"] == q]
         if b.empty:
