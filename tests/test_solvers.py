@@ -266,6 +266,90 @@ def test_f2sa_growing_penalty_removes_the_bias(quad):
     assert fixed > 1e-2 and grow < fixed / 20
 
 
+# -- F2SA schedules (issue 29: Kwon et al. 2023's and benchmark_bilevel's decaying steps, growing penalty) -------
+PEER_F2SA = {"penalized_lr": 0.05, "inner_lr": 0.05, "penalized_decay": 5 / 7, "inner_decay": 4 / 7, "penalty": 1.0,
+             "penalty_growth": 0.1, "penalty_growth_decay": 1 / 7, "inner_steps": 5}
+
+
+def _f2sa_reference(p, x0, K, step, outer_lr, power, lmbda0, delta, T):
+    """F2SA written the way benchmark_bilevel's solver runs it, on exact gradients: per iteration k, lr_c =
+    c / (k+1)^e for (y, z, x, lambda-increment) with exponents (5/7, 4/7, power, 1/7), T steps
+    y -= lr_y (lambda grad_y g + grad_y f), z -= lr_z grad_y g, then x -= lr_x (grad_x f + lambda
+    (grad_x g(y) - grad_x g(z))) and lambda += lr_lambda."""
+    from torch.func import grad
+
+    x, y, z, lam, xs = x0.clone(), p.init_inner(x0), p.init_inner(x0), lmbda0, []
+    gy_g, gx_g = grad(p.inner, argnums=1), grad(p.inner, argnums=0)
+    gy_f, gx_f = grad(p.outer, argnums=1), grad(p.outer, argnums=0)
+    for k in range(K):
+        lr_y, lr_z, lr_x, d_lam = (c / (k + 1) ** e for c, e in ((step, 5 / 7), (step, 4 / 7), (outer_lr, power),
+                                                                 (delta, 1 / 7)))
+        for _ in range(T):
+            y, z = y - lr_y * (lam * gy_g(x, y, None) + gy_f(x, y, None)), z - lr_z * gy_g(x, z, None)
+        x = x - lr_x * (gx_f(x, y, None) + lam * (gx_g(x, y, None) - gx_g(x, z, None)))
+        lam = lam + d_lam
+        xs.append(x)
+    return torch.stack(xs)
+
+
+def test_f2sa_schedules_run_as_benchmark_bilevel_runs_them(quad):
+    """penalized_lr/_decay, inner_decay, penalty_growth(_decay) and the outer 'power' schedule give the peer's
+    iterates (to rounding); the negative control (constant steps and penalty, today's defaults) does not."""
+    K, outer_lr, power = 40, 0.3, 4 / 7
+    x0 = _x(quad)
+    tr = outer_loop(quad, harness.estimator("f2sa", **PEER_F2SA), K, outer_lr, schedule="power", power=power,
+                    x0=x0, eval_every=1)
+    want = _f2sa_reference(quad, x0, K, 0.05, outer_lr, power, 1.0, 0.1, 5)
+    assert torch.allclose(tr.x_final, want[-1], rtol=0, atol=1e-12 * float(want.abs().max()))
+    const = {k: v for k, v in PEER_F2SA.items() if not k.endswith("decay")}
+    tr0 = outer_loop(quad, harness.estimator("f2sa", **const), K, outer_lr, x0=x0, eval_every=K)
+    assert float(torch.linalg.norm(tr0.x_final - want[-1])) > 1e-3
+
+
+def test_f2sa_schedule_values():
+    """gamma_k, alpha_k, lambda_k at k = 0..5: the formulas of the docstring; lambda's carried increment sum
+    equals the peer's accumulation lambda_{k+1} = lambda_k + delta (k+1)^-e."""
+    q = harness.problem("quadratic", dim=3)
+    o = Oracles(q)
+    e = harness.estimator("f2sa", inner_lr=0.2, inner_decay=0.5, penalized_lr=0.1, penalized_decay=0.75,
+                          penalty=2.0, penalty_power=1 / 7, penalty_growth=0.3, penalty_growth_decay=1 / 7,
+                          inner_steps=1)
+    x, st, lam_peer = q.x0(), None, 2.0
+    for k in range(6):
+        gsum = None if st is None else st["growth_sum"]
+        gamma, alpha, lam = e.schedule(o, torch.tensor(float(k), dtype=torch.float64),
+                                       torch.zeros((), dtype=torch.float64) if gsum is None else gsum)
+        assert float(gamma) == pytest.approx(0.2 / (k + 1) ** 0.5, rel=1e-14)
+        assert float(alpha) == pytest.approx(0.1 / (k + 1) ** 0.75, rel=1e-14)
+        assert float(lam) == pytest.approx(2.0 * (k + 1) ** (1 / 7) + (lam_peer - 2.0), rel=1e-14)
+        lam_peer += 0.3 / (k + 1) ** (1 / 7)
+        st = e.estimate(o, x, {}, st).state
+    assert float(harness.estimator("f2sa", penalty=3.0, penalty_growth=0.5).schedule(
+        o, torch.tensor(4.0, dtype=torch.float64), None)[2]) == 3.0 + 0.5 * 4  # the default: linear
+
+
+def test_f2sa_paper_schedule_reaches_the_stationary_point(quad):
+    """Kwon et al. 2023's exponents (alpha ~ k^-5/7, gamma ~ k^-4/7, lambda ~ k^1/7, x-step ~ k^-5/7) drive
+    the penalty bias down as lambda grows (300 steps: 0.059 from the stationary point); the negative control,
+    the same decaying steps with a fixed lambda, stalls at L*_lambda's stationary point (0.118)."""
+    kw = {"penalized_lr": 0.1, "inner_lr": 0.3, "inner_steps": 5, "penalty": 2.0, "penalized_decay": 5 / 7,
+          "inner_decay": 4 / 7}
+    run = lambda **extra: outer_loop(quad, harness.estimator("f2sa", **kw, **extra), 300, 0.5, schedule="power",  # noqa: E731
+                                     power=5 / 7, eval_every=300).dist[-1]
+    fixed, paper = run(), run(penalty_power=1 / 7)
+    assert fixed > 0.1 and paper < 0.6 * fixed
+
+
+@pytest.mark.parametrize("bad,match", [({"penalized_decay": 0.5}, "needs penalized_lr"),
+                                       ({"inner_decay": -0.1}, "inner_decay"),
+                                       ({"penalty_power": "x"}, "penalty_power"),
+                                       ({"penalized_lr": 0.0}, "penalized_lr"),
+                                       ({"penalty_growth_decay": -1}, "penalty_growth_decay")])
+def test_f2sa_schedule_parameters_validated(bad, match):
+    with pytest.raises(blobench.core.errors.ParameterError, match=match):
+        harness.estimator("f2sa", **bad)
+
+
 # -- zeroth order ----------------------------------------------------------------------------------------------
 def test_es_is_exact_directional_average_on_a_quadratic(quad):
     """Phi is quadratic, so each central difference is <grad Phi, u> u exactly: g = 1/Q U^T U grad Phi."""
