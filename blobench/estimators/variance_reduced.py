@@ -62,7 +62,7 @@ def _saga(new: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, update: boo
           weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(SAGA direction new - M[idx] + mean(M), the table with row idx replaced by new when ``update``).
     ``weights``: the rows' weights |B|/n when the blocks differ in size (None: equal rows, the plain mean)."""
-    mean = table.mean(0) if weights is None else (weights.unsqueeze(1) * table).sum(0)
+    mean = table.mean(0) if weights is None else (weights.to(table).unsqueeze(1) * table).sum(0)
     d = new - table[idx] + mean
     if not update:
         return d, table
