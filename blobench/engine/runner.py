@@ -384,15 +384,16 @@ def _start_msg() -> str:
 
 def _warm_up() -> None:
     """Pay a fresh interpreter's lazy first-call costs (torch.func's and pandas' deferred imports: seconds on
-    a loaded machine) before the worker says it is ready, so a cell's deadline measures the cell."""
+    a loaded machine) before the first cell, on every path: a pool worker before it says it is ready (so a
+    cell's deadline measures the cell), the one-cell child process, each Dask worker, and the calling process
+    of a serial run (``jobs=1`` without a timeout), so the first cell's seconds are not the imports' (issue 29)."""
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
-    import torch
-    from torch.func import grad, vmap
 
     from blobench.measure import metrics as measures  # noqa: F401
+    from blobench.measure.timing import warm_up_autodiff
 
-    vmap(grad(lambda v: (v * v).sum()))(torch.ones(2, 2, dtype=torch.float64))
+    warm_up_autodiff("cpu")
 
 
 def _worker_main(conn, plugins: Sequence[str]) -> None:  # pragma: no cover - runs in the worker process
@@ -645,6 +646,7 @@ def _run_dask(client, todo, run_dir: Path, args: tuple, _done, inputs: dict[str,
     from distributed import as_completed
 
     client.run(_pin_threads)
+    client.run(_warm_up)
     prefix = dask_task_prefix(run_dir)
     inputs = inputs or {}
     futs = {client.submit(run_cell, c, k, str(run_dir.resolve()), 1, *args, inputs=inputs.get(k), data_dir=data_dir,
@@ -861,6 +863,8 @@ def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend
                 _run_dask(client, todo, run_dir, (cell_timeout, tuple(paths), float(diverge_bound)), _done,
                           inputs, ddir)
             elif jobs == 1 and not cell_timeout:
+                if todo:
+                    _warm_up()
                 for c, k in todo:
                     _done(run_cell(c, k, str(run_dir), 1, None, tuple(paths), float(diverge_bound), inputs.get(k),
                                    ddir))
