@@ -22,6 +22,7 @@ from blobench.core.oracles import ORACLE_NAMES, Oracles
 from blobench.core.params import Param
 from blobench.core.problem_base import Problem
 from blobench.core.registry import register_metric
+from blobench.measure.timing import warm_up_autodiff
 
 SCHEDULES = ("constant", "harmonic", "sqrt", "power")
 MOMENTA = ("none", "nesterov", "auto")
@@ -138,6 +139,7 @@ def outer_loop(problem: Problem, estimator: Estimator, steps: int, outer_lr: flo
     totals = dict.fromkeys(ORACLE_NAMES, 0.0)
 
     heldout = getattr(problem, "heldout_errors", None) if getattr(problem, "heldout", False) else None
+    warm_up_autodiff(x.device)  # once per process: the first step's seconds must not hold torch's lazy imports
 
     def record(t: int) -> None:
         if callable(heldout):  # before the truth, whose inner solve may replace the cached y*(x)
