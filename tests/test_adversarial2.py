@@ -693,15 +693,61 @@ def test_worker_whose_start_hangs_stops_the_run_with_one_line(in_tmp):
 def test_catalog_cache_of_another_shape_is_rebuilt(in_tmp, monkeypatch, capsys):
     """Before: a catalog cache file of another shape (a list, another version's layout) under the current
     fingerprint made ``list`` and ``describe`` end in a traceback."""
-    from blobench.core.registry import _fingerprint
+    from blobench.core.registry import _cache_path
 
     monkeypatch.setenv("BLOBENCH_CACHE_DIR", str(in_tmp / "cache"))
     (in_tmp / "cache").mkdir()
-    (in_tmp / "cache" / f"catalog-{_fingerprint()}.json").write_text('[["itd", "aid-cg"]]')
+    _cache_path().write_text('[["itd", "aid-cg"]]')
     assert main(["list", "estimators"]) == 0
     assert "aid-cg" in capsys.readouterr().out
-    (in_tmp / "cache" / f"catalog-{_fingerprint()}.json").write_text('{"problem": 1}')
+    _cache_path().write_text('{"problem": 1}')
     assert main(["describe", "itd"]) == 0
+
+
+def test_catalog_sees_an_entry_point_plugin_installed_later(in_tmp, monkeypatch):
+    """Before: the cache key held only the site-packages folders' mtimes, so a plugin installed later into a
+    folder of another name (user site, a PYTHONPATH folder) was missed: ``list`` served the old catalog. A
+    dist-info with a ``blobench.estimators`` entry point on sys.path now changes the key; a dist-info for another
+    group does not."""
+    from blobench.core.registry import _fingerprint
+    from blobench.engine.discovery import GROUPS
+    from blobench.core.registry import _KIND_PLURAL
+
+    assert sorted(GROUPS) == sorted(f"blobench.{v}" for v in _KIND_PLURAL.values())  # the registry's copy of them
+    site = in_tmp / "userbase"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    before = _fingerprint()
+    other = site / "unrelated-1.0.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: unrelated\nVersion: 1.0\n")
+    (other / "entry_points.txt").write_text("[console_scripts]\nunrelated = unrelated:main\n")
+    assert _fingerprint() == before
+    dist = site / "myplugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[blobench.estimators]\nmine = myplugin.est\n")
+    assert _fingerprint() != before
+
+
+def test_two_installations_keep_each_others_catalog(in_tmp, monkeypatch):
+    """Before: every rebuild deleted all ``catalog-*.json`` in the shared cache folder, so two installations (two
+    venvs) evicted each other's catalog on every call. A rebuild now removes only its own installation's files."""
+    from blobench.core import registry
+
+    monkeypatch.setenv("BLOBENCH_CACHE_DIR", str(in_tmp / "cache"))
+    monkeypatch.setattr(registry, "_install_id", lambda: "venv-a")
+    registry.catalog()
+    monkeypatch.setattr(registry, "_install_id", lambda: "venv-b")
+    registry.catalog()
+    names = sorted(p.name.split("-")[1] + "-" + p.name.split("-")[2] for p in (in_tmp / "cache").glob("catalog-*.json"))
+    assert names == ["venv-a", "venv-b"], names
+    (in_tmp / "cache" / "catalog-venv-b-stale.json").write_text("{}")  # its own stale file goes on the next rebuild
+    monkeypatch.setattr(registry, "_fingerprint", lambda: "changed")
+    registry.catalog()
+    left = sorted(p.name for p in (in_tmp / "cache").glob("catalog-*.json"))
+    assert [n for n in left if n.startswith("catalog-venv-b")] == ["catalog-venv-b-changed.json"], left
+    assert len([n for n in left if n.startswith("catalog-venv-a")]) == 1, left
 
 
 def test_each_shard_records_the_divergence_bound_that_decided_it(in_tmp):

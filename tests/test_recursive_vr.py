@@ -265,12 +265,12 @@ def test_rejects_stochastic_problem_without_finite_sum(name):
 
 
 
-# -- blobench/claims/variance_reduced.py: vrbo-sample-complexity-vs-stocbio's helpers ---------------------------------------
+# -- blobench/claims/yang2021.py: vrbo-sample-complexity-vs-stocbio's helpers ---------------------------------------
 def test_vr_schedule_full_pass_is_the_large_batch_and_stocbio_batch_fits_the_sum():
     import math
 
-    from blobench.claims.stocbio_complexity import neumann_steps
-    from blobench.claims.variance_reduced import VR_KAPPA, vr_grid, vr_schedule
+    from blobench.claims.ji2021 import neumann_steps
+    from blobench.claims.yang2021 import VR_KAPPA, vr_grid, vr_schedule
 
     s = vr_schedule(0.01)
     assert (s["vrbo_batch"], s["n"], s["stocbio_batch"], s["stocbio_capped"]) == (10, 400, 200, False)
@@ -287,7 +287,7 @@ def test_vr_schedule_full_pass_is_the_large_batch_and_stocbio_batch_fits_the_sum
 def test_vr_problem_finite_sum_exact_grad_phi_is_problem_hypergradient():
     """The finite sum's own y*(x) and grad Phi (full-pass averages, the Hessian solved exactly) are the population's."""
     from blobench.estimators.recursive_vr import Lin, full_grad_f
-    from blobench.claims.variance_reduced import vr_problem
+    from blobench.claims.yang2021 import vr_problem
 
     p = vr_problem(36)
     o = Oracles(p)
@@ -305,8 +305,8 @@ def test_vrbo_samples_to_eps_counts_and_running_mean_stop():
     """K is the first running average of ||grad Phi||^2 <= eps (recomputed from the outer loop), and the samples are
     the docstring's VRBO counts over the K - 1 calls that produced x_0 .. x_{K-1}, times the batch size."""
     import numpy as np
-    from blobench.claims.stocbio_complexity import kappa_outer_lr
-    from blobench.claims.variance_reduced import vr_problem, vrbo_samples_to_eps
+    from blobench.claims.ji2021 import kappa_outer_lr
+    from blobench.claims.yang2021 import vr_problem, vrbo_samples_to_eps
 
     b, n, Q, D, eps = 3, 36, 2, 3, 0.16
     p = vr_problem(n)
@@ -334,7 +334,7 @@ def test_vr_verdict_rule():
     """The rule on synthetic rows: eps^-1.5 log against eps^-2 log holds; equal exponents, an exponent above
     Theorem 2's order, or one unreached eps fail."""
     import math
-    from blobench.claims.variance_reduced import vr_verdict
+    from blobench.claims.yang2021 import vr_verdict
 
     grid = [0.16, 0.08, 0.04, 0.02, 0.01]
     rows = lambda f, miss=None: [{"eps": e, "reached": e != miss, "final_running_avg": 0.0, "K": 1,  # noqa: E731

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from blobench import harness
-from blobench.claims import ufo_blo, ufo_cost
+from blobench.claims import ufo_blo
 from blobench.measure.metrics import mean_test
 
 
@@ -13,7 +13,7 @@ def test_claims_registered_and_mutations_name_them():
     for c in ("ufo-unbiased", "ufo-second-moment", "ufo-fo-stalls", "ufo-constant-memory", "ufo-expected-cost",
               "ufo-fewshot-table"):
         assert c in harness.claims()
-    muts = ufo_blo.MUTATIONS + ufo_cost.MUTATIONS
+    muts = ufo_blo.MUTATIONS
     names = {m[0] for m in muts}
     assert {"ufo-correction-x0.8", "ufo-double-exact-work", "ufo-exact-branch-drops-hessian"} <= names
     for name, caught_by, patch in muts:
@@ -64,12 +64,12 @@ def test_fo_stall_control_is_not_fo():
 
 
 def test_cost_counts_are_measured_and_fit_the_theory():
-    f = ufo_cost.cost_counts("constant", [2, 4, 6], [0.2, 1.0], 400)
+    f = ufo_blo.cost_counts("constant", [2, 4, 6], [0.2, 1.0], 400)
     assert 0.4 <= f["c"] <= 0.6 and f["max_abs_z_residual"] < 4 and abs(f["a"] - 2) < 0.3
-    s = ufo_cost.cost_counts("stored", [2, 4, 6], [0.2, 1.0], 400)  # stored trajectory: no r^2 term
+    s = ufo_blo.cost_counts("stored", [2, 4, 6], [0.2, 1.0], 400)  # stored trajectory: no r^2 term
     assert abs(s["c"]) < 0.1
-    with ufo_cost.double_exact_work():  # the mutation keeps the counts: only seconds can see it
-        d = ufo_cost.cost_counts("constant", [2, 4, 6], [0.2, 1.0], 400)
+    with ufo_blo.double_exact_work():  # the mutation keeps the counts: only seconds can see it
+        d = ufo_blo.cost_counts("constant", [2, 4, 6], [0.2, 1.0], 400)
     assert d["rows"] == f["rows"]
 
 
@@ -77,10 +77,10 @@ def test_cost_seconds_see_the_double_work_mutation():
     """The claim's seconds rule (CPU-time c in [0.6, 1.6] x half a grad_y_g call timed alone) holds, and fails under
     ufo-double-exact-work (c doubles while the counts stay the same)."""
     # the claim's own ci measurement (a smaller one, n = 8 and 2 passes, once read 1.58 under the mutation)
-    rs, n = ufo_cost.SECONDS_R["ci"], ufo_cost.SECONDS_N["ci"]
-    ok = ufo_cost.cost_seconds("constant", rs, n)["cpu"]
-    with ufo_cost.double_exact_work():
-        bad = ufo_cost.cost_seconds("constant", rs, n)["cpu"]
+    rs, n = ufo_blo.SECONDS_R["ci"], ufo_blo.SECONDS_N["ci"]
+    ok = ufo_blo.cost_seconds("constant", rs, n)["cpu"]
+    with ufo_blo.double_exact_work():
+        bad = ufo_blo.cost_seconds("constant", rs, n)["cpu"]
     assert 0.6 <= ok["c_over_half_unit"] <= 1.6, ok["c_over_half_unit"]
     assert bad["c_over_half_unit"] > 1.6, bad["c_over_half_unit"]
 
