@@ -134,3 +134,20 @@ def test_fewshot_control_is_a_new_arm_that_breaks_the_correction():
     from scipy import stats
     sd = np.std([0.1, 0.0, 0.2], ddof=1)
     assert abs(d["detectable_80"] - (stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * sd / np.sqrt(3)) < 1e-12
+
+
+def test_fewshot_positive_control_setting_and_rule():
+    """The positive control starts at theta_FO, where its score -|M'|/sqrt(2D) is exactly -1 (FO's stall), and scores
+    theta* 0; the table's rule (shared by the claim and its positive control) holds when UFO tracks exact and FO lags,
+    and fails when UFO tracks FO (what ufo-correction-without-1/q does: the adaptive q then stays at its floor)."""
+    p, start, score = ufo_blo._positive_setup()
+    assert abs(score(start) + 1) < 1e-8 and abs(score(p.stationary_points()[0])) < 1e-8
+    assert set(ufo_blo.FEWSHOT_POSITIVE["methods"]) == {"FO", ufo_blo.ADAPTIVE, "exact (MAML)"}
+
+    def tab(fo, ufo, ex):
+        return {"rows": {k: {"acc_iters": v, "acc_compute": v} for k, v in
+                         (("FO", fo), (ufo_blo.ADAPTIVE, ufo), ("exact (MAML)", ex))}}
+
+    fo, ex = [-0.9, -1.1, -0.7], [-0.03, -0.01, -0.07]
+    assert ufo_blo._table_rule(tab(fo, [-0.06, -0.01, -0.04], ex))[:2] == (True, True)
+    assert ufo_blo._table_rule(tab(fo, [-0.9, -1.1, -0.66], ex))[0] is False
