@@ -139,7 +139,7 @@ def test_fewshot_control_is_a_new_arm_that_breaks_the_correction():
 def test_fewshot_positive_control_setting_and_rule():
     """The positive control starts at theta_FO, where its score -|M'|/sqrt(2D) is exactly -1 (FO's stall), and scores
     theta* 0; the table's rule (shared by the claim and its positive control) holds when UFO tracks exact and FO lags,
-    and fails when UFO tracks FO (what ufo-correction-without-1/q does: the adaptive q then stays at its floor)."""
+    and fails when UFO tracks FO (what ufo-correction-without-inverse-q does: the adaptive q then stays at its floor)."""
     p, start, score = ufo_blo._positive_setup()
     assert abs(score(start) + 1) < 1e-8 and abs(score(p.stationary_points()[0])) < 1e-8
     assert set(ufo_blo.FEWSHOT_POSITIVE["methods"]) == {"FO", ufo_blo.ADAPTIVE, "exact (MAML)"}

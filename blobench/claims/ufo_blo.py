@@ -82,7 +82,7 @@ def correction_without_inverse_q() -> Iterator[None]:
 
 MUTATIONS: list[tuple[str, tuple[str, ...], Callable[[], ContextManager]]] = [
     ("ufo-correction-x0.8", ("ufo-unbiased",), scaled_correction),
-    ("ufo-correction-without-1/q", ("ufo-fewshot-table",), correction_without_inverse_q),
+    ("ufo-correction-without-inverse-q", ("ufo-fewshot-table",), correction_without_inverse_q),
     ("ufo-exact-branch-drops-hessian", ("ufo-fo-stalls", "ufo-unbiased"), exact_branch_drops_hessian),
 ]
 
