@@ -13,7 +13,9 @@ list ``MUTATIONS`` of tuples ``(name, caught_by, patch)``:
 :func:`run_mutations` collects the lists from every module that registered a claim, and for each mutation
 runs its catching claims' rule (``evaluate(size, control=False)``, no control) under the patch, stopping at
 the first that catches it. A claim catches a mutation when its measured outcome differs from its recorded
-``expected`` outcome, or when it raises. The mutation score is caught / tried; ``blobench check --mutations``
+``expected`` outcome, when it raises, or, for a claim with a positive control (``evaluate_positive``: where the
+effect provably exists, so it must hold), when that positive control fails (the only way a "not reproduced" claim can
+see a breakage that flattens its effect). The mutation score is caught / tried; ``blobench check --mutations``
 prints it and exits 1 unless every mutation is caught. The score is meaningful only where the unmutated
 claims pass the gate (``blobench check``; the fast test suite runs both).
 """
@@ -135,20 +137,51 @@ def _run_patched(m: Mutation, size: str, all_claims: bool, res: MutationResult) 
         for c in m.caught_by:
             cls = CLAIMS.get(c)
             res.tried.append(c)
-            try:
-                v = cls().evaluate(size, control=False)
-                outcome = "holds" if bool(v.holds) else "not reproduced"
-                res.outcomes[c] = f"{outcome}: {v.measured}"
-            except BlobenchError:
-                raise
-            except Exception as exc:  # a claim that crashes under the breakage fails the gate: caught
-                outcome = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
-                res.outcomes[c] = outcome
+            # a "not reproduced" claim's own rule can only flip to "holds": its positive control runs first, and
+            # when it fails the (usually longer) rule is not run at all
+            outcome = _positive_outcome(cls, size, res, c) if cls.expected != "holds" else None
+            if outcome is None:
+                outcome = _rule_outcome(cls, size, res, c)
+                if outcome == cls.expected and cls.expected == "holds":
+                    outcome = _positive_outcome(cls, size, res, c) or outcome
             if outcome != cls.expected and not res.caught:
                 res.caught, res.caught_by = True, c
                 if not all_claims:
                     break
     return res
+
+
+def _rule_outcome(cls: Any, size: str, res: MutationResult, c: str) -> str:
+    try:
+        v = cls().evaluate(size, control=False)
+        outcome = "holds" if bool(v.holds) else "not reproduced"
+        res.outcomes[c] = f"{outcome}: {v.measured}"
+    except BlobenchError:
+        raise
+    except Exception as exc:  # a claim that crashes under the breakage fails the gate: caught
+        outcome = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+        res.outcomes[c] = outcome
+    return outcome
+
+
+def _positive_outcome(cls: Any, size: str, res: MutationResult, c: str) -> str | None:
+    """A claim with a positive control (where the effect provably exists; the gate needs it to hold) also catches a
+    breakage that makes its positive control fail: a "not reproduced" claim's rule cannot see a breakage that
+    flattens the effect, its positive control can. Returns the caught outcome, or None when the control holds."""
+    if not getattr(cls, "positive_control", ""):
+        return None
+    try:
+        pos = cls().evaluate_positive(size)
+    except BlobenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a positive control that crashes under the breakage: caught
+        msg = f"error: positive control: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+        res.outcomes[c] = msg
+        return msg
+    if pos is None or bool(pos.holds):
+        return None
+    res.outcomes[c] = f"positive control fails: {pos.measured}"
+    return "positive control fails"
 
 
 def run_mutations(claims: list[str] | None = None, size: str = "ci", all_claims: bool = False,
