@@ -28,7 +28,7 @@ def fquad():
 
 @pytest.fixture(scope="module")
 def fquad2():
-    """kappa = 2: VRBO's Q-term Neumann series has a small truncation bias at Q = 25 (0.5^25)."""
+    """kappa = 2: VRBO's (Q+1)-term Neumann series has a small truncation bias at Q = 25 (0.5^25)."""
     return harness.problem("quadratic", dim=5, kappa=2, rho=1.0, noise=0.5, n_samples=20)
 
 
@@ -184,6 +184,46 @@ def test_vrbo_inner_loop_is_the_spider_recursion_and_refresh_is_the_full_batch(f
         assert torch.allclose(st["y"], want_y, atol=1e-12) and torch.allclose(st["u"], want_u, atol=1e-12)
         assert torch.allclose(st["w"], want_w, atol=1e-12) and torch.equal(est.grad, st["w"])
         assert torch.equal(st["x_eval"], ze[0]) and torch.allclose(st["y_eval"], ze[1], atol=1e-12)
+
+
+def _full_batch_noise(p, D: int, Q: int) -> dict:
+    """One VRBO call's sample sets, every minibatch the whole finite sum (the exact-batch recursion)."""
+    n, m = p.finite_sum
+    b = p.batch_at(torch.arange(n), torch.arange(m))
+    return {f"{role}/{key}": v.unsqueeze(0).expand(k, *v.shape).clone()
+            for role, k in (("inner", D), ("outer", D), ("hess", D * Q)) for key, v in b.items()}
+
+
+def _vrbo_xs(p, e, x0, T: int, lr: float, noise=None) -> torch.Tensor:
+    o, x, st, xs = Oracles(p), x0.clone(), None, []
+    for _ in range(T):
+        est = e.estimate(o, x, noise or {}, st)
+        x, st = x - lr * est.grad, est.state
+        xs.append(x)
+    return torch.stack(xs)
+
+
+@pytest.mark.parametrize("q", [1, 3])
+def test_vrbo_deterministic_path_is_the_exact_batch_recursion(fquad2, q):
+    """Issue 29: the deterministic fast path returns grad-hat f at y~_{D-1} between refreshes and at y~_D at a
+    refresh (k = 0 mod q), as the finite-sum recursion does when every minibatch is the whole sum."""
+    D, Q, T, lr = 2, 6, 12, 0.3
+    twin = harness.problem("quadratic", dim=5, kappa=2, rho=1.0)  # fquad2's population problem
+    x0 = twin.x0() + 0.3
+    kw = {"solver_steps": Q, "inner_steps": D, "period": q}
+    det = _vrbo_xs(twin, harness.estimator("vrbo", **kw), x0, T, lr)
+    rec = _vrbo_xs(fquad2, harness.estimator("vrbo", **kw), x0, T, lr, _full_batch_noise(fquad2, D, Q))
+    scale = float(torch.linalg.norm(rec, dim=1).max())
+    assert float(torch.linalg.norm(det - rec, dim=1).max()) <= 1e-12 * scale
+    if q > 1:  # negative control: the old path (y~_D at every call, i.e. q = 1) is far from the q = 3 recursion
+        old = _vrbo_xs(twin, harness.estimator("vrbo", **{**kw, "period": 1}), x0, T, lr)
+        assert float(torch.linalg.norm(old - rec, dim=1).max()) > 1e-3 * scale
+
+
+def test_vrbo_deterministic_default_period_is_one(quad):
+    """A deterministic problem counts as n = m = 1: the default q is 1 (every call refreshes at y~_D)."""
+    assert harness.estimator("vrbo", inner_steps=3).period(Oracles(quad)) == 1
+    assert harness.estimator("vrbo", inner_steps=1, batch_size=4).period(Oracles(quad)) == 1
 
 
 def test_vrbo_full_batch_direction_is_the_truncated_neumann_hypergradient(fquad2):

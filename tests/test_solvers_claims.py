@@ -11,7 +11,9 @@ from blobench.core.registry import CLAIMS
 from blobench.estimators.first_order import F2SA
 from blobench.estimators.single_loop import SOBA, TTSA
 from blobench.estimators.variance_reduced import SABA
-from blobench.estimators.zeroth_order import ES
+from blobench.estimators.stocbio import BSA
+from blobench.estimators.zeroth_order import ES, ZerothOrderBase
+import blobench.measure.outer as outer_mod
 
 MUTATIONS = dagreou2022.MUTATIONS + hong2020.MUTATIONS + kwon2023.MUTATIONS + nesterov_spokoiny2017.MUTATIONS
 
@@ -25,15 +27,21 @@ def test_fit_power_recovers_exponent_and_interval():
     assert lo < a < hi and lo < 2 < hi
 
 
+def _attrs() -> tuple:
+    """Everything a mutation of these modules may patch."""
+    return (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, ES.estimate, ZerothOrderBase.directions,
+            SOBA.steps, SOBA.estimate, TTSA.track_y, TTSA.estimate, BSA.solve, outer_mod.step_size)
+
+
 def test_mutations_are_well_formed_and_restore():
     names = set(CLAIMS.names())
-    before = (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps, TTSA.track_y)
+    before = _attrs()
     assert len(MUTATIONS) >= 4
     for name, caught_by, patch in MUTATIONS:
         assert isinstance(name, str) and caught_by and set(caught_by) <= names, (name, caught_by)
         with patch():
-            assert (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps, TTSA.track_y) != before, name
-        assert (SABA.update_memory, F2SA.use_outer_in_y, ES.central_scale, SOBA.steps, TTSA.track_y) == before, name
+            assert _attrs() != before, name
+        assert _attrs() == before, name
     assert "steps" not in vars(SOBA)  # the inherited method is not left shadowed
 
 

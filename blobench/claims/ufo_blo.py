@@ -7,17 +7,24 @@ checks and has a negative control on which the same decision rule must fail.
 Cost claims (expected cost O(r + q r^2) measured, and the O(1)-memory exact branch): Likhosherstov, Song, Choromanski, Davis, Weller, "Debiasing a First-order Heuristic for Approximate
 Bi-level Optimization" (ICML 2021; arXiv 2006.03631 "UFO-BLO"), Sec. 4. Cost is measured, never taken
 from the estimator: oracle calls are counted at the oracle layer as they execute (blobench.measure.sampling.vmap_counted
-under the coin-grouped batch, the counted Oracles one draw at a time), and seconds are wall-clock time of the
-estimator running. ``python -m blobench.claims.ufo_blo`` prints the batched wall-clock figure of issue 13 (q = 0.1 vs
-q = 1 at r = 100, interleaved, repeated, min and median).
+under the coin-grouped batch, the counted Oracles one draw at a time), and seconds are the thread's CPU time of the
+estimator running one draw at a time, cut into pieces at its oracle calls, each piece's minimum over interleaved rounds
+kept (robust to other processes' load; :func:`cost_seconds`). ``python -m blobench.claims.ufo_blo`` prints the batched
+wall-clock figure of issue 13 (q = 0.1 vs q = 1 at r = 100, interleaved, repeated, min and median);
+``python -m blobench.claims.ufo_blo --load-test 20`` runs the seconds rule 20 times clean and 20 times under its
+control with two busy processes alongside (issue 23).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import gc
+import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Callable, ContextManager, Iterator
 from unittest import mock
@@ -59,8 +66,23 @@ def exact_branch_drops_hessian() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def correction_without_inverse_q() -> Iterator[None]:
+    """UFO's correction loses its importance weight 1/q: g_FO + xi (g - g_FO), whose mean moves only the fraction q of
+    the way from E g_FO to the exact gradient (eq. (5)'s debiasing gone; a one-character slip). Under the authors'
+    adaptive rule the state then keeps q at its floor, so UFO is FO plus a rare small correction."""
+    from blobench.estimators.ufo import UFO
+
+    def combine(self, g_fo, g, xi, q):
+        return g_fo + (self.p["correction_scale"] * xi) * (g - g_fo)
+
+    with mock.patch.object(UFO, "_combine", combine):
+        yield
+
+
 MUTATIONS: list[tuple[str, tuple[str, ...], Callable[[], ContextManager]]] = [
     ("ufo-correction-x0.8", ("ufo-unbiased",), scaled_correction),
+    ("ufo-correction-without-inverse-q", ("ufo-fewshot-table",), correction_without_inverse_q),
     ("ufo-exact-branch-drops-hessian", ("ufo-fo-stalls", "ufo-unbiased"), exact_branch_drops_hessian),
 ]
 
@@ -255,6 +277,13 @@ FEWSHOT_CONTROL = ("ufo", {"q": "adaptive", "correction_scale": 0.5})
 
 
 _FEWSHOT_CACHE: dict[tuple, dict[str, Any]] = memo()
+#: the positive control (``evaluate_positive``): the table's pipeline and rule where the effect provably exists. UFO-BLO's
+#: counterexample (Sec. 3; ufo-fo-stalls' ci member r = 2, alpha = 0.6, a1 = 0.25, D = 0.03) meta-trained from theta_FO,
+#: where E g_FO = 0 while |M'| = sqrt(2D): FO stays (Theorem 1), exact MAML and the unbiased UFO move to theta*
+#: (Theorem 3). The score in place of accuracy is -|M'(x)| / sqrt(2D) by the problem's exact float64 gradient (0 at
+#: theta*, -1 at theta_FO); Adam's step 0.3 crosses theta_FO - theta* (3.75) in about 13 of the 40 iterations.
+FEWSHOT_POSITIVE = {"problem": {"unroll_steps": 2, "unroll_lr": 0.6, "a1": 0.25, "D": 0.03}, "iters": 40, "adam_lr": 0.3,
+                    "seeds": {"ci": 3, "full": 5}, "methods": ("FO", ADAPTIVE, "exact (MAML)")}
 
 
 def _t_ci(vals: list[float]) -> tuple[float, float, float]:
@@ -287,41 +316,60 @@ def _fewshot_setup(size: str) -> tuple[Any, dict[str, torch.Tensor], float]:
     return p, test, float(p.accuracy(p.x0(), test).mean())
 
 
-def fewshot_run(spec: tuple[str, dict], size: str, seed: int, budget: float | None) -> dict[str, Any]:
+@functools.lru_cache(maxsize=None)
+def _positive_setup() -> tuple[Any, torch.Tensor, Callable[[torch.Tensor], float]]:
+    """The positive control's problem, its start theta_FO and its score -|M'(x)| / sqrt(2D) (exact, float64)."""
+    p = harness.problem("ufo-counterexample", **FEWSHOT_POSITIVE["problem"])
+    stall = math.sqrt(2 * p.p["D"])
+    return p, p.fo_fixed_point(), lambda x: -abs(float(p.hypergradient(x)[0])) / stall
+
+
+def fewshot_run(spec: tuple[str, dict], size: str, seed: int, budget: float | None, positive: bool = False) -> dict[str, Any]:
     """Meta-train one estimator on digits-fewshot (5-way 1-shot; batched meta-batches through blobench.measure.outer.meta_train)
     until ``budget`` oracle calls (or ``iters`` iterations when None; at most 4 x iters), and score the equal-iteration
-    snapshot and the end point on held-out test tasks. Memoised across the claim and its control."""
+    snapshot and the end point on held-out test tasks. ``positive``: the same on the positive control's counterexample
+    (FEWSHOT_POSITIVE), scored by -|M'| / sqrt(2D). Memoised across the claim and its control."""
     name, params = spec
-    key = (name, tuple(sorted(params.items())), size, seed, budget)
+    key = (name, tuple(sorted(params.items())), size, seed, budget, positive)
     if key in _FEWSHOT_CACHE:
         return _FEWSHOT_CACHE[key]
     from blobench.measure.outer import meta_train
 
-    p, test, _ = _fewshot_setup(size)
-    iters = FEWSHOT_SIZES[size]["iters"]
+    if positive:
+        p, start, score = _positive_setup()
+        iters, lr = FEWSHOT_POSITIVE["iters"], FEWSHOT_POSITIVE["adam_lr"]
+    else:
+        p, test, _ = _fewshot_setup(size)
+        start, score = None, (lambda x: float(p.accuracy(x, test).mean()))
+        iters, lr = FEWSHOT_SIZES[size]["iters"], FEWSHOT_LR
     run = meta_train(p, harness.estimator(name, **params), iters * (1 if budget is None else 4), FEWSHOT_META_BATCH,
-                     FEWSHOT_LR, seed=1000 + seed, budget=budget, batched=True, snapshots=(iters,))
+                     lr, seed=1000 + seed, budget=budget, batched=True, snapshots=(iters,), x0=start)
     x_it = run.snapshots.get(iters, run.x)
-    out = {"acc_iters": float(p.accuracy(x_it, test).mean()), "acc_compute": float(p.accuracy(run.x, test).mean()),
+    out = {"acc_iters": score(x_it), "acc_compute": score(run.x),
            "iterations": run.iterations, "calls": run.calls[-1], "calls_at_iters": run.calls[min(iters, len(run.calls)) - 1],
            "mean_q": float(np.mean(run.q)) if run.q else None}
     _FEWSHOT_CACHE[key] = out
     return out
 
 
-def fewshot_table(size: str, control: bool = False) -> dict[str, Any]:
+def fewshot_table(size: str, control: bool = False, positive: bool = False) -> dict[str, Any]:
     """The few-shot table: per arm, test accuracy (per seed, mean and 95% t-interval over seeds) after the same number
     of meta-iterations and after the same oracle budget (exact's calls at that many iterations); with ``control``
-    the authors' adaptive arm is replaced by FEWSHOT_CONTROL."""
-    cfg = FEWSHOT_SIZES[size]
+    the authors' adaptive arm is replaced by FEWSHOT_CONTROL. ``positive``: the positive control's table
+    (FEWSHOT_POSITIVE: the counterexample, the arms the rule reads, score -|M'| / sqrt(2D) in place of accuracy)."""
+    if positive:
+        cfg = {"iters": FEWSHOT_POSITIVE["iters"], "seeds": FEWSHOT_POSITIVE["seeds"][size]}
+        methods = {k: FEWSHOT_METHODS[k] for k in FEWSHOT_POSITIVE["methods"]}
+    else:
+        cfg, methods = FEWSHOT_SIZES[size], FEWSHOT_METHODS
     seeds = list(range(cfg["seeds"]))
-    exact = [fewshot_run(FEWSHOT_METHODS["exact (MAML)"], size, s, None) for s in seeds]
+    exact = [fewshot_run(FEWSHOT_METHODS["exact (MAML)"], size, s, None, positive) for s in seeds]
     budget = float(np.mean([r["calls"] for r in exact]))
     rows: dict[str, dict[str, Any]] = {}
-    for method, spec in FEWSHOT_METHODS.items():
+    for method, spec in methods.items():
         if control and method == ADAPTIVE:
             spec = FEWSHOT_CONTROL
-        runs = exact if method == "exact (MAML)" else [fewshot_run(spec, size, s, budget) for s in seeds]
+        runs = exact if method == "exact (MAML)" else [fewshot_run(spec, size, s, budget, positive) for s in seeds]
         row: dict[str, Any] = {"estimator": spec[0], **spec[1]}
         for col in ("acc_iters", "acc_compute"):
             acc = [r[col] for r in runs]
@@ -332,14 +380,48 @@ def fewshot_table(size: str, control: bool = False) -> dict[str, Any]:
                     "calls_at_iters": float(np.mean([r["calls_at_iters"] for r in runs])),
                     "mean_q": float(np.mean(qs)) if qs else None})
         rows[method] = row
+    if positive:
+        p, start, score = _positive_setup()
+        return {**cfg, "rows": rows, "seeds": seeds, "budget_calls": budget, "init_accuracy": score(start),
+                "problem": {"name": "ufo-counterexample", **FEWSHOT_POSITIVE["problem"]}, "start": float(start[0]),
+                "theta_star": float(p.stationary_points()[0][0]), "score": "-|M'(x)| / sqrt(2D)",
+                "meta_batch": FEWSHOT_META_BATCH, "adam_lr": FEWSHOT_POSITIVE["adam_lr"]}
     return {**cfg, "rows": rows, "seeds": seeds, "budget_calls": budget, "init_accuracy": _fewshot_setup(size)[2],
             "problem": FEWSHOT_PROBLEM, "meta_batch": FEWSHOT_META_BATCH, "adam_lr": FEWSHOT_LR}
+
+
+def _table_rule(tab: dict[str, Any]) -> tuple[bool, bool, str]:
+    """The table's rule on a table's rows (the claim's and its positive control's): (equal-iterations rule,
+    equal-compute rule, the paired figures as text); the figures are added to ``tab``."""
+    rows = tab["rows"]
+    it = _paired(rows, ADAPTIVE, "FO", "acc_iters")
+    cp = _paired(rows, ADAPTIVE, "FO", "acc_compute")
+    gap_fo = float(np.mean(np.asarray(rows["exact (MAML)"]["acc_iters"]) - np.asarray(rows["FO"]["acc_iters"])))
+    gap_ufo = float(np.mean(np.asarray(rows["exact (MAML)"]["acc_iters"]) - np.asarray(rows[ADAPTIVE]["acc_iters"])))
+    iters_ok = bool(it["ci"][0] > 0 and gap_fo > 0 and gap_ufo < 0.5 * gap_fo)
+    compute_ok = bool(cp["ci"][1] > 0)
+    tab.update({"ufo_minus_fo_iters": it, "ufo_minus_fo_compute": cp, "exact_minus_fo": gap_fo,
+                "exact_minus_ufo": gap_ufo, "iters_rule": iters_ok, "compute_rule": compute_ok})
+    text = (f"UFO(authors)-FO {it['mean']:+.3f} [{it['ci'][0]:+.3f}, {it['ci'][1]:+.3f}] / {cp['mean']:+.3f} "
+            f"[{cp['ci'][0]:+.3f}, {cp['ci'][1]:+.3f}]; exact-FO {gap_fo:+.3f}, exact-UFO {gap_ufo:+.3f}; detectable (80%) "
+            f"{it['detectable_80']:.3f} / {cp['detectable_80']:.3f}")
+    return iters_ok, compute_ok, text
 
 
 def _paired(rows, a: str, b: str, col: str) -> dict[str, Any]:
     d = list(np.asarray(rows[a][col]) - np.asarray(rows[b][col]))
     m, lo, hi = _t_ci(d)
     return {"mean": m, "ci": [lo, hi], "detectable_80": _detectable(d)}
+
+
+TABLE_RULE = ("equal iterations: UFO - FO > 0 (95% CI) and exact - UFO < (exact - FO)/2; equal compute: UFO - FO "
+              "interval's upper end > 0")
+
+
+def _rows_text(rows: dict[str, dict[str, Any]]) -> str:
+    fmt = lambda r, k: f"{r[k + '_mean']:.3f} [{r[k + '_ci'][0]:.3f}, {r[k + '_ci'][1]:.3f}]"  # noqa: E731
+    return "; ".join(f"{k}{' q~%.2f' % r['mean_q'] if r['mean_q'] is not None else ''}: {fmt(r, 'acc_iters')} / "
+                     f"{fmt(r, 'acc_compute')}" for k, r in rows.items())
 
 
 @harness.register_claim("ufo-fewshot-table")
@@ -354,6 +436,10 @@ class UFOFewShotTable(Claim):
                  "(two-sided 5% t-test over the seeds).")
     control = ("the authors' adaptive UFO with its correction halved (correction_scale 0.5, own coins: biased halfway "
                "to FO; not an arm of the table) in place of the UFO arm: the same rule must fail")
+    positive_control = ("the same pipeline and rule where the effect provably exists: UFO-BLO's counterexample (Sec. 3, "
+                        "r = 2, alpha = 0.6, a1 = 0.25, D = 0.03) meta-trained from theta_FO (40 iterations, Adam 0.3, "
+                        "meta-batch 8, 3 seeds at ci), score -|M'|/sqrt(2D) in place of accuracy: FO stays at its stall "
+                        "(Theorem 1), exact MAML and the authors' adaptive UFO reach theta* (Theorem 3); the rule must hold")
     expected = "not reproduced"
     evidence_note = ("on the digits stand-in the authors' adaptive UFO does not beat FO by a significant margin at equal "
                      "meta-iterations, and at equal oracle budget FO is better (its extra iterations outweigh UFO's "
@@ -363,27 +449,19 @@ class UFOFewShotTable(Claim):
     def evaluate(self, size: str, control: bool) -> Verdict:
         tab = fewshot_table(size, control)
         rows = tab["rows"]
-        it = _paired(rows, ADAPTIVE, "FO", "acc_iters")
-        cp = _paired(rows, ADAPTIVE, "FO", "acc_compute")
-        gap_fo = float(np.mean(np.asarray(rows["exact (MAML)"]["acc_iters"]) - np.asarray(rows["FO"]["acc_iters"])))
-        gap_ufo = float(np.mean(np.asarray(rows["exact (MAML)"]["acc_iters"]) - np.asarray(rows[ADAPTIVE]["acc_iters"])))
-        iters_ok = it["ci"][0] > 0 and gap_fo > 0 and gap_ufo < 0.5 * gap_fo
-        compute_ok = cp["ci"][1] > 0
-        others = {k: {"iters": _paired(rows, k, "FO", "acc_iters"), "compute": _paired(rows, k, "FO", "acc_compute")}
-                  for k in rows if k.startswith("UFO") and k != ADAPTIVE}
-        tab.update({"ufo_minus_fo_iters": it, "ufo_minus_fo_compute": cp, "exact_minus_fo": gap_fo,
-                    "exact_minus_ufo": gap_ufo, "other_ufo_minus_fo": others, "iters_rule": iters_ok,
-                    "compute_rule": compute_ok})
-        fmt = lambda r, k: f"{r[k + '_mean']:.3f} [{r[k + '_ci'][0]:.3f}, {r[k + '_ci'][1]:.3f}]"  # noqa: E731
-        meas = "; ".join(f"{k}{' q~%.2f' % r['mean_q'] if r['mean_q'] is not None else ''}: {fmt(r, 'acc_iters')} / "
-                         f"{fmt(r, 'acc_compute')}" for k, r in rows.items())
-        meas += (f" (equal iterations / equal compute); UFO(authors)-FO {it['mean']:+.3f} [{it['ci'][0]:+.3f}, "
-                 f"{it['ci'][1]:+.3f}] / {cp['mean']:+.3f} [{cp['ci'][0]:+.3f}, {cp['ci'][1]:+.3f}]; exact-FO {gap_fo:+.3f}, "
-                 f"exact-UFO {gap_ufo:+.3f}; detectable (80%) {it['detectable_80']:.3f} / {cp['detectable_80']:.3f}; "
-                 f"init {tab['init_accuracy']:.3f}")
-        return Verdict(iters_ok and compute_ok, meas,
-                       "equal iterations: UFO - FO > 0 (95% CI) and exact - UFO < (exact - FO)/2; equal compute: UFO - FO "
-                       "interval's upper end > 0", tab)
+        iters_ok, compute_ok, paired = _table_rule(tab)
+        tab["other_ufo_minus_fo"] = {k: {"iters": _paired(rows, k, "FO", "acc_iters"),
+                                         "compute": _paired(rows, k, "FO", "acc_compute")}
+                                     for k in rows if k.startswith("UFO") and k != ADAPTIVE}
+        meas = f"{_rows_text(rows)} (equal iterations / equal compute); {paired}; init {tab['init_accuracy']:.3f}"
+        return Verdict(iters_ok and compute_ok, meas, TABLE_RULE, tab)
+
+    def evaluate_positive(self, size: str) -> Verdict:
+        tab = fewshot_table(size, positive=True)
+        iters_ok, compute_ok, paired = _table_rule(tab)
+        meas = (f"counterexample from theta_FO, score -|M'|/sqrt(2D): {_rows_text(tab['rows'])} (equal iterations / "
+                f"equal compute); {paired}")
+        return Verdict(iters_ok and compute_ok, meas, TABLE_RULE, tab)
 
 
 @contextlib.contextmanager
@@ -411,12 +489,6 @@ COST_Q = [0.1, 0.3, 1.0]
 
 
 COST_N = {"ci": 1000, "full": 20000}
-
-
-SECONDS_R = {"ci": [2, 4, 6, 8], "full": [2, 4, 8, 12, 16]}
-
-
-SECONDS_N = {"ci": 12, "full": 40}
 
 
 def _cost_problem(r: int):
@@ -456,111 +528,171 @@ def cost_counts(memory: str, rs: list[int], qs: list[float], n: int, seed: int =
     return {"rows": rows, "cell_se": ses, **fit}
 
 
-def _time_cells(cells, repeats: int, best: dict[str, list[np.ndarray]]) -> None:
-    """Time every draw of every cell ``repeats`` times, passes interleaved over the grid; keep each draw's minimum."""
-    for _ in range(repeats):
-        for j, (r, e, p, o, x, nzs, _) in enumerate(cells):
-            for i, nz in enumerate(nzs):
-                w0, c0 = time.perf_counter(), time.thread_time()
-                e.estimate(o, x, nz)
-                c1, w1 = time.thread_time(), time.perf_counter()
-                best["cpu"][j][i] = min(best["cpu"][j][i], c1 - c0)
-                best["wall"][j][i] = min(best["wall"][j][i], w1 - w0)
+SECONDS_R = {"ci": [2, 4, 8, 12, 16], "full": [2, 4, 8, 12, 16, 24]}
+SECONDS_ROUNDS = {"ci": 12, "full": 30}
+UNIT_CALLS = 20
 
 
-def unit_seconds(r: int = 4, calls: int = 60, blocks: int = 5) -> dict[str, float]:
-    """CPU and wall seconds of one grad_y_g oracle call timed on its own (the counted Oracles of the same problem,
-    ``calls`` back to back, the minimum over ``blocks``): the unit the theory's r^2 term is made of."""
-    p = _cost_problem(r)
-    o = Oracles(p)
-    e = harness.estimator("ufo", q=1.0)
-    batch = {k[len("task/"):]: v[0] for k, v in draw_noise(p, e, 1, 0).items() if k.startswith("task/")}
-    x = p.x0()
-    y = p.init_inner(x)
-    o.grad_y_g(x, y, batch)
-    best = {"cpu": math.inf, "wall": math.inf}
-    gc.collect()
-    gc.disable()
+class CutOracles(Oracles):
+    """Counted oracles that also read the thread's CPU clock and the wall clock at every oracle call: cut points that
+    split a timed run into pieces of about one oracle call (about 0.1 ms here), far shorter than a scheduler time
+    slice. Counting is unchanged; the cuts only partition the time, whatever the counters say."""
+
+    def __init__(self, problem: harness.Problem):
+        super().__init__(problem)
+        self.cuts: list[tuple[float, float]] | None = None
+
+    def _count(self, name: str, k: int = 1) -> None:
+        if self.cuts is not None:
+            self.cuts.append((time.thread_time(), time.perf_counter()))
+        super()._count(name, k)
+
+
+def timed_pieces(o: CutOracles, fn: Callable[[], Any]) -> np.ndarray:
+    """Run fn() once: (pieces x 2) array of (CPU, wall) seconds between consecutive cuts (start, every oracle call
+    of ``o``, end). The pieces add up to the whole run."""
+    o.cuts = [(time.thread_time(), time.perf_counter())]
     try:
-        for _ in range(blocks):
-            w0, c0 = time.perf_counter(), time.thread_time()
-            for _ in range(calls):
-                y = y - 0.0 * o.grad_y_g(x, y, batch)
-            c1, w1 = time.thread_time(), time.perf_counter()
-            best["cpu"], best["wall"] = min(best["cpu"], (c1 - c0) / calls), min(best["wall"], (w1 - w0) / calls)
+        fn()
+        o.cuts.append((time.thread_time(), time.perf_counter()))
+        return np.diff(np.asarray(o.cuts), axis=0)
     finally:
-        gc.enable()
-    return best
+        o.cuts = None
 
 
-def cost_seconds(memory: str, rs: list[int], n: int, q: float = 0.5, seed: int = 0, repeats: int = 3) -> dict[str, Any]:
-    """Wall-clock seconds of UFO estimates one draw at a time (the exact branch runs only where the coin fired),
-    n draws per r; every draw is timed ``repeats`` times, the passes interleaved over the whole grid, and its
-    minimum kept. Each draw's time is fitted to a + b r + xi (c r^2 + d r), xi its coin, whose expectation is
-    the claim's a + b r + c q r^2 + d q r (E xi = q; the counts check the q-average itself): regressing on the
-    coin removes the Bernoulli noise from c/b. Groups (r, xi) are reported with their relative residuals.
+def cost_seconds(memory: str, rs: list[int], rounds: int, q: float = 0.5, seed: int = 0,
+                 unit_calls: int = UNIT_CALLS) -> dict[str, Any]:
+    """Seconds of UFO estimates one draw at a time, robust to other processes' load (issue 23).
 
-    One draw at a time every oracle call is its own dispatch, so time follows the work executed; under vmap on a
-    small problem a batched call costs about the same whatever the number of draws in it (overhead-bound), so
-    batched seconds would not resolve per-draw work here (``batched_speedup`` gives the batched figure).
-    Two clocks: the thread's CPU time (``time.thread_time``; gated: on a shared host other processes' load does
-    not enter it) and wall-clock time (``time.perf_counter``; fitted and reported beside it)."""
-    cells = []
+    Cells: for each r one draw whose coin fires (xi = 1: the exact branch runs) and the same draw whose coin does not
+    (xi = 0), and the unit: ``unit_calls`` grad_y_g calls back to back (the call the theory's r^2 term is made of).
+    Every cell runs ``rounds`` times, the rounds interleaved over the cells. Each run is split into pieces at its
+    oracle calls (:class:`CutOracles`; about 0.1 ms each, shorter than a scheduler slice) and each piece keeps its
+    minimum over the rounds: the least-disturbed time of that piece of work, the standard estimator of cost under
+    interference. A draw's seconds are the sum of its pieces' minima; the unit is the mean of its per-call pieces'
+    minima, so draws and unit go through the same statistic with the same number of rounds.
+
+    Whole draws timed end to end (up to ~30 ms here) are inflated under load in proportion to their length, by the
+    pre-emptions (and the cache refills after them) they cannot avoid; the earlier rule (whole draws, minimum of 3,
+    unit timed in 60-call blocks) read 1.01-1.60 x under two busy processes for a quiet 0.89.
+
+    The draw seconds are fitted to a + b r + xi (c r^2 + d r) (relative errors), whose expectation over the coin is
+    the claim's a + b r + c q r^2 + d q r; ``c_over_half_unit`` = c / (unit / 2) (theory 1: r(r-1)/2 recomputing
+    grad_y_g calls). Two clocks: the thread's CPU time (``time.thread_time``; gated) and the wall clock
+    (``time.perf_counter``; reported), each piece's minimum taken per clock."""
+    cells: list[tuple[tuple[Any, int], CutOracles, Callable[[], Any]]] = []
     for r in rs:
         p = _cost_problem(r)
         e = harness.estimator("ufo", q=q, memory=memory)
-        noise = draw_noise(p, e, n, seed + r)
-        xi = (noise["ufo/u"] < q).double().numpy()
-        cells.append((r, e, p, Oracles(p), p.x0(), [{k: v[i] for k, v in noise.items()} for i in range(n)], xi))
-    for r, e, p, o, x, nzs, _ in cells:  # warm-up
-        e.estimate(o, x, nzs[0])
-    clocks = {"cpu": time.thread_time, "wall": time.perf_counter}
-    best = {k: [np.full(n, np.inf) for _ in cells] for k in clocks}
+        nz = {k: v[0] for k, v in draw_noise(p, e, 1, seed + r).items()}
+        for xi in (0, 1):
+            coin = {"ufo/u": torch.tensor(0.5 * q if xi else 0.5 * (1.0 + q), dtype=torch.float64)}
+            o, x = CutOracles(p), p.x0()
+            cells.append(((r, xi), o, functools.partial(e.estimate, o, x, {**nz, **coin})))
+    pu = _cost_problem(4)
+    ou = CutOracles(pu)
+    batch = {k[len("task/"):]: v[0] for k, v in draw_noise(pu, harness.estimator("ufo", q=1.0), 1, 0).items()
+             if k.startswith("task/")}
+    xu = pu.x0()
+
+    def unit_block() -> None:
+        y = pu.init_inner(xu)
+        for _ in range(unit_calls):
+            y = y - 0.0 * ou.grad_y_g(xu, y, batch)
+
+    cells.append((("unit", 0), ou, unit_block))
+    for _, o, fn in cells:  # warm-up
+        timed_pieces(o, fn)
+    best: dict[tuple[Any, int], np.ndarray] = {}
     gc_was = gc.isenabled()
     gc.collect()
-    gc.disable()  # a collection landing inside one draw would be charged to it
-    unit = {k: math.inf for k in clocks}
+    gc.disable()  # a collection landing inside a piece would be charged to it
     try:
-        for _ in range(repeats):  # the unit is timed between the passes, under the same conditions as the draws
-            _time_cells(cells, 1, best)
-            u = unit_seconds()
-            gc.disable()  # unit_seconds re-enables it
-            unit = {k: min(unit[k], u[k]) for k in clocks}
+        for _ in range(rounds):
+            for key, o, fn in cells:
+                t = timed_pieces(o, fn)
+                if key in best and best[key].shape != t.shape:
+                    raise RuntimeError(f"cost_seconds: cell {key} made different oracle calls in two rounds")
+                best[key] = np.minimum(best[key], t) if key in best else t
     finally:
         if gc_was:
             gc.enable()
-    R = np.concatenate([np.full(n, c[0], dtype=float) for c in cells])
-    XI = np.concatenate([c[6] for c in cells])
+    draws = [key for key, _, _ in cells[:-1]]
+    R = np.array([float(r) for r, _ in draws])
+    XI = np.array([float(f) for _, f in draws])
     X = np.stack([np.ones_like(R), R, XI * R ** 2, XI * R], 1)
-    out: dict[str, Any] = {"q": q, "n_per_r": n, "repeats": repeats}
-    for k in clocks:
-        T = np.concatenate(best[k])
-        fit = _wls(X, T, np.full_like(T, float(np.median(T)) * 0.05))
+    out: dict[str, Any] = {"q": q, "r": list(rs), "rounds": rounds, "unit_calls": unit_calls,
+                           "pieces": {f"r={r} xi={f}": int(best[(r, f)].shape[0]) for r, f in draws}}
+    for j, clock in enumerate(("cpu", "wall")):
+        T = np.array([float(best[key][:, j].sum()) for key in draws])
+        unit = float(best[("unit", 0)][1:, j].mean())  # piece 0 is the block's set-up before its first call
+        fit = _wls(X, T, 0.02 * T)
         groups = []
-        for r in rs:
-            for f in (0.0, 1.0):
-                m = (R == r) & (XI == f)
-                if m.any():
-                    pred = float(fit["a"] + fit["b"] * r + f * (fit["c"] * r * r + fit["d"] * r))
-                    groups.append({"r": r, "xi": int(f), "draws": int(m.sum()), "mean_s": float(T[m].mean()),
-                                   "rel_residual": pred / float(T[m].mean()) - 1.0})
-        out[k] = {"groups": groups, "max_rel_residual": max(abs(g["rel_residual"]) for g in groups), **fit}
-    for k in clocks:  # c against its prediction: half a grad_y_g call per q r^2 (r(r-1)/2 recomputing calls)
-        out[k]["unit_grad_y_g_s"] = unit[k]
-        out[k]["c_over_half_unit"] = out[k]["c"] / (0.5 * unit[k])
+        for (r, f), t in zip(draws, T):
+            pred = float(fit["a"] + fit["b"] * r + f * (fit["c"] * r * r + fit["d"] * r))
+            groups.append({"r": r, "xi": f, "seconds": float(t), "rel_residual": pred / float(t) - 1.0})
+        out[clock] = {"groups": groups, "max_rel_residual": max(abs(g["rel_residual"]) for g in groups), **fit,
+                      "unit_grad_y_g_s": unit, "c_over_half_unit": fit["c"] / (0.5 * unit)}
     return out
+
+
+def seconds_rule(sec: dict[str, Any]) -> bool:
+    """The claim's seconds rule on one clock's figures: c within [0.6, 1.6] x half a grad_y_g call, every (r, coin)
+    group within 25% of the fit."""
+    return bool(0.6 <= sec["c_over_half_unit"] <= 1.6 and sec["max_rel_residual"] < 0.25)
+
+
+def load_test(runs: int = 20, size: str = "ci", loaders: int = 2, out: Callable[[str], Any] = print) -> dict[str, Any]:
+    """The seconds rule under a parallel CPU load (issue 23): ``loaders`` processes ``python -c "while True: pass"``
+    are started (and killed at the end, whatever happens), then ``runs`` clean and ``runs`` control measurements
+    (ufo-double-exact-work) alternate, each the claim's own cost_seconds at ``size``. One JSON line per measurement
+    (ratio c / (unit/2), residual, the rule, seconds taken, os.getloadavg()), then the summary. The counts half of the
+    claim reads no clock (it is deterministic) and is not repeated here."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(loaders)]
+    rows: list[dict[str, Any]] = []
+    try:
+        time.sleep(1.0)
+        for i in range(runs):
+            for control in (False, True):
+                t0 = time.perf_counter()
+                with double_exact_work() if control else contextlib.nullcontext():
+                    s = cost_seconds("constant", SECONDS_R[size], SECONDS_ROUNDS[size])
+                row = {"run": i, "control": control, "ratio": float(s["cpu"]["c_over_half_unit"]),
+                       "max_rel_residual": float(s["cpu"]["max_rel_residual"]),
+                       "wall_ratio": float(s["wall"]["c_over_half_unit"]), "holds": seconds_rule(s["cpu"]),
+                       "seconds": time.perf_counter() - t0, "loadavg_1min": os.getloadavg()[0]}
+                rows.append(row)
+                out(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+    clean = [r for r in rows if not r["control"]]
+    ctl = [r for r in rows if r["control"]]
+    summary = {"runs": runs, "size": size, "loaders": loaders, "loader_pids": [p.pid for p in procs],
+               "clean_pass": sum(r["holds"] for r in clean),
+               "control_fail": sum(not r["holds"] for r in ctl),
+               "clean_ratio_min_max": [min(r["ratio"] for r in clean), max(r["ratio"] for r in clean)],
+               "control_ratio_min_max": [min(r["ratio"] for r in ctl), max(r["ratio"] for r in ctl)],
+               "loadavg_1min_min_max": [min(r["loadavg_1min"] for r in rows), max(r["loadavg_1min"] for r in rows)]}
+    out(json.dumps(summary))
+    return summary
 
 
 @harness.register_claim("ufo-expected-cost")
 class UFOExpectedCost(Claim):
     citation = CITE + ", Sec. 4 (expected cost O(r + q r^2) with the O(1)-memory exact branch)"
     statement = ("With memory='constant', UFO's cost per estimate, measured two ways independently of the estimator "
-                 "(oracle calls counted at the oracle layer as they execute under the coin-grouped batch; wall-clock "
-                 "seconds one draw at a time), fits a + b r + c q r^2 (+ d q r) on meta-linreg (dim 2): counts with "
-                 "every residual within 4 standard errors and c in [0.4, 0.6] (theory 2 + r + q(r^2/2 + 3r/2): c = 1/2, "
-                 "b = 1); CPU seconds with c within [0.6, 1.6] x half the time of one grad_y_g call timed on its own "
-                 "(theory: the q r^2 term is r(r-1)/2 recomputing grad_y_g calls) and every (r, coin) group within 25% "
-                 "of the fit; c/b (theory 1/2) and the wall-clock fit are reported.")
+                 "(oracle calls counted at the oracle layer as they execute under the coin-grouped batch; seconds one "
+                 "draw at a time), fits a + b r + c q r^2 (+ d q r) on meta-linreg (dim 2): counts with every residual "
+                 "within 4 standard errors and c in [0.4, 0.6] (theory 2 + r + q(r^2/2 + 3r/2): c = 1/2, b = 1); CPU "
+                 "seconds with c within [0.6, 1.6] x half the time of one grad_y_g call timed on its own (theory: the "
+                 "q r^2 term is r(r-1)/2 recomputing grad_y_g calls) and every (r, coin) group within 25% of the fit. "
+                 "Seconds robust to load: every draw and the unit are cut into pieces at their oracle calls (~0.1 ms, "
+                 "shorter than a scheduler slice), each piece's minimum over interleaved rounds is kept (12 at ci), "
+                 "draws and unit through the same statistic; c/b (theory 1/2) and the wall-clock fit are reported. "
+                 "Load test: python -m blobench.claims.ufo_blo --load-test 20.")
     control = ("the exact branch computed twice with the oracle counters restored (same counts, twice the work): "
                "the CPU seconds' c must leave [0.6, 1.6] x half a grad_y_g call")
 
@@ -568,10 +700,10 @@ class UFOExpectedCost(Claim):
         ctx = double_exact_work() if control else contextlib.nullcontext()
         with ctx:
             cnt = cost_counts("constant", COST_R[size], COST_Q, COST_N[size])
-            secs = cost_seconds("constant", SECONDS_R[size], SECONDS_N[size])
+            secs = cost_seconds("constant", SECONDS_R[size], SECONDS_ROUNDS[size])
         sec, wall = secs["cpu"], secs["wall"]
-        counts_ok = 0.4 <= cnt["c"] <= 0.6 and cnt["max_abs_z_residual"] < 4
-        secs_ok = 0.6 <= sec["c_over_half_unit"] <= 1.6 and sec["max_rel_residual"] < 0.25
+        counts_ok = bool(0.4 <= cnt["c"] <= 0.6 and cnt["max_abs_z_residual"] < 4)
+        secs_ok = seconds_rule(sec)
         lo, hi = sec["c_over_b_ci95"]
         meas = (f"counts: a={cnt['a']:.3g} b={cnt['b']:.3g} c={cnt['c']:.3g} d={cnt['d']:.3g}, max |res|/se "
                 f"{cnt['max_abs_z_residual']:.2g}; CPU seconds: c = {sec['c'] * 1e6:.3g} us = {sec['c_over_half_unit']:.3g} x "
@@ -675,11 +807,28 @@ _COST_MUTATIONS: list[tuple[str, tuple[str, ...], Callable[[], ContextManager]]]
 MUTATIONS = MUTATIONS + _COST_MUTATIONS
 
 
-if __name__ == "__main__":  # python -m blobench.claims.ufo_blo [problem r n repeats memory]
-    import json
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """``python -m blobench.claims.ufo_blo [problem r n repeats memory]``: issue 13's batched figure;
+    ``python -m blobench.claims.ufo_blo --load-test N [--size ci|full] [--loaders K]``: ufo-expected-cost's seconds
+    rule N times clean and N times under its control, with K busy processes started (and killed) alongside."""
+    import argparse
 
+    ap = argparse.ArgumentParser(prog="python -m blobench.claims.ufo_blo")
+    ap.add_argument("--load-test", type=int, metavar="N", help="runs of the seconds rule, clean and control, under load")
+    ap.add_argument("--size", default="ci", choices=("ci", "full"))
+    ap.add_argument("--loaders", type=int, default=2, help="busy processes started for the load test (default 2)")
+    ap.add_argument("speedup", nargs="*", help="batched_speedup's arguments: problem r n repeats memory")
+    a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    a = sys.argv[1:]
-    print(json.dumps(batched_speedup(*(a[:1] or ["sinusoid"]), *[int(v) for v in a[1:4]], *a[4:5])))
+    if a.load_test is not None:
+        if a.load_test < 1 or a.loaders < 0:
+            ap.error("--load-test must be >= 1 and --loaders >= 0")
+        s = load_test(a.load_test, a.size, a.loaders, out=lambda line: print(line, flush=True))
+        return 0 if s["clean_pass"] == s["runs"] and s["control_fail"] == s["runs"] else 1
+    v = a.speedup
+    print(json.dumps(batched_speedup(*(v[:1] or ["sinusoid"]), *[int(x) for x in v[1:4]], *v[4:5])))
+    return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,7 +22,9 @@ claims pass the gate (``blobench check``; the fast test suite runs both).
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager
@@ -55,6 +57,28 @@ class MutationResult:
         if self.caught:
             return f"CAUGHT   {self.name} by {self.caught_by} ({self.seconds:.1f}s): {self.outcomes[self.caught_by][:160]}"
         return f"SURVIVED {self.name} ({self.seconds:.1f}s); claims run: {', '.join(self.tried)}"
+
+
+def source_patch(owner: Any, name: str, *edits: tuple[str, str]) -> Callable[[], ContextManager]:
+    """A mutation written as an edit of real source: ``owner.name`` (a function or method) recompiled from its own
+    source with each ``(old, new)`` text replaced once, in the function's own module globals, and patched in for
+    the duration. An edit whose ``old`` text is not found exactly once raises BlobenchError when the patch is
+    applied, so a mutation cannot silently stop matching the code it breaks."""
+    from unittest import mock
+
+    def patch() -> ContextManager:
+        func = inspect.unwrap(getattr(owner, name))
+        src = textwrap.dedent(inspect.getsource(func))
+        for old, new in edits:
+            if src.count(old) != 1:
+                raise BlobenchError(f"source_patch {getattr(owner, '__name__', owner)}.{name}: {old!r} occurs "
+                                    f"{src.count(old)} times in its source (expected once)")
+            src = src.replace(old, new)
+        scope: dict[str, Any] = {}
+        exec(compile(src, f"<mutation of {func.__qualname__}>", "exec"), func.__globals__, scope)  # noqa: S102
+        return mock.patch.object(owner, name, scope[func.__name__])
+
+    return patch
 
 
 def _claim_modules() -> list[str]:
