@@ -80,6 +80,7 @@ def load(checkout: str):
     for pkg in ("solvers", "datasets"):
         open(os.path.join(tmp, pkg, "__init__.py"), "w").close()
     sys.path.insert(0, tmp)
+    os.chdir(tmp)  # gen_matrices' joblib cache folder "__cache__" goes there
     _shim()
     import jax
 
@@ -182,7 +183,8 @@ def iterates(args) -> None:
     classes, fns = load(args.checkout), functions(args.npz)
     out = {}
     for name in args.solvers.split(","):
-        s = make(classes[name], fns, "full", 1, **json.loads(args.params).get(name, {}))
+        # full batch as one block of n samples (an int: the peer's "full" breaks SRBA's / VRBO's period arithmetic)
+        s = make(classes[name], fns, fns[2], 1, **json.loads(args.params).get(name, {}))
         st, run, get = epoch_fn(name, s)
         zs, xs = [], []
         for _ in range(args.steps):

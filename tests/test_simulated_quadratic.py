@@ -104,3 +104,45 @@ def test_plain_hv_jv_equal_torch_func_bit_for_bit(name, kw, stoch):
     h2, j2 = o.hvp_jvp(x, y, v, b)
     assert torch.equal(h2, jy) and torch.equal(j2, jx)
     assert o.snapshot()["hvp"] == 2 and o.snapshot()["jvp"] == 2
+
+
+@pytest.mark.parametrize("name,kw", [("quadratic", {"dim": 4, "noise": 0.3}), ("simulated-quadratic", SMALL),
+                                     ("logreg-l2", {"stochastic": True})])
+def test_soba_fused_step_equals_the_separate_oracles(name, kw):
+    """SOBA's grad_y g + HV + JV from one linearisation: the same bits and counts as grad_y_g + hvp_jvp, outside
+    transforms and under vmap."""
+    from torch.func import vmap
+
+    from blobench.core.estimator_base import batch_of
+
+    p = harness.problem(name, **kw)
+    est = harness.estimator("soba", batch_size=3)
+    noise = est.draw(p, torch.Generator().manual_seed(2), 4)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(p.dim_x, generator=g, dtype=torch.float64)
+    st = {"y": torch.randn(p.dim_y, generator=g, dtype=torch.float64),
+          "v": torch.randn(p.dim_y, generator=g, dtype=torch.float64), "t": torch.tensor(2.0, dtype=torch.float64)}
+
+    def separate(o, nz):
+        b = batch_of(nz, "sample")
+        gx, gy = o.grad_f(x, st["y"], b)
+        dy = o.grad_y_g(x, st["y"], b)
+        hv, jv = o.hvp_jvp(x, st["y"], st["v"], b)
+        return gx + jv, dy, hv + gy
+
+    def fused(o, nz):
+        e = est.estimate(o, x, nz, st)
+        rho, rho_v = est.steps(o, st["t"])
+        return e.grad, (st["y"] - e.state["y"]) / rho, (st["v"] - e.state["v"]) / rho_v
+
+    o1, o2 = Oracles(p), Oracles(p)
+    nz0 = {k: v[0] for k, v in noise.items()}
+    a, b = separate(o1, nz0), fused(o2, nz0)
+    assert torch.equal(a[0], b[0])
+    b_y, b_v = est.estimate(o2, x, nz0, st).state["y"], est.estimate(o2, x, nz0, st).state["v"]
+    rho, rho_v = est.steps(o2, st["t"])
+    assert torch.equal(b_y, (st["y"] - rho * a[1])) and torch.equal(b_v, (st["v"] - rho_v * a[2]))
+    assert o1.snapshot() == {k: n // 3 for k, n in o2.snapshot().items()}
+    va = vmap(lambda nz: separate(Oracles(p), nz)[0])(noise)
+    vb = vmap(lambda nz: est.estimate(Oracles(p), x, nz, st).grad)(noise)
+    assert torch.equal(va, vb)
