@@ -8,7 +8,9 @@
 
 ``speed``: blobench's ``outer_loop`` on ``simulated-quadratic`` (benchmark_bilevel's ``simulated`` quadratic: n = m = 1024,
 inner dimension 100, outer dimension 10, seed 2442; numpy's random numbers), each solver with the peer's default
-parameters (minibatch 64, 10 inner / Neumann steps, the peer's periods; ``MAPPING``). The solvers run interleaved,
+parameters (minibatch 64, 10 inner / Neumann steps, the peer's periods; ``MAPPING``) and, by default, the peer's
+sampler (contiguous blocks of 64 rows in a shuffled order; ``--sampler uniform``: blobench's uniform indices, whose
+rows are gathered). The solvers run interleaved,
 round after round; in each run the outer loop records every ``window`` steps and the seconds of windows 2.. (the first
 holds the first call: full passes, memory set-up) give seconds per iteration; min and median over all windows of all
 rounds. What is timed is the outer loop's own ``seconds`` column: the estimator's step, its oracle calls (reading the
@@ -49,12 +51,15 @@ MAPPING: dict[str, tuple[dict, dict]] = {
     "srba": ({"batch_size": 64, "inner_lr": 0.1, "solver_lr": 0.1, "period": 16}, {}),
     "amigo": ({"batch_size": 64, "inner_steps": 10, "solver_steps": 10, "inner_lr": 0.1, "solver_lr": 0.1}, {}),
     "stocbio": ({"batch_size": 64, "inner_steps": 10, "solver_steps": 10, "inner_lr": 0.1, "solver_lr": 0.1}, {}),
-    "mrbo": ({"batch_size": 64, "solver_steps": 10, "inner_lr": 0.1, "solver_lr": 0.1, "momentum": 0.5,
-              "inner_momentum": 0.5}, {"schedule": "power", "power": 1 / 3}),
+    "mrbo": ({"batch_size": 64, "solver_steps": 10, "inner_lr": 0.1, "solver_lr": 0.1, "decay": 1 / 3, "momentum": 0.5,
+              "inner_momentum": 0.5, "momentum_decay": 2 / 3}, {"schedule": "power", "power": 1 / 3}),
     "vrbo": ({"batch_size": 64, "inner_steps": 10, "solver_steps": 10, "inner_lr": 0.1, "solver_lr": 0.1,
               "period": 4096}, {}),
-    "fsla": ({"batch_size": 64, "inner_lr": 0.1, "solver_lr": 0.1, "decay": 0.5}, {"schedule": "sqrt"}),
-    "f2sa": ({"batch_size": 64, "inner_steps": 10, "inner_lr": 0.01, "penalty": 1.0, "penalty_growth": 0.1}, {}),
+    "fsla": ({"batch_size": 64, "inner_lr": 0.1, "solver_lr": 0.1, "decay": 0.5, "momentum": 0.1, "momentum_decay": 0.5},
+             {"schedule": "sqrt"}),
+    "f2sa": ({"batch_size": 64, "inner_steps": 10, "inner_lr": 0.01, "penalized_lr": 0.01, "penalized_decay": 5 / 7,
+              "inner_decay": 4 / 7, "penalty": 1.0, "penalty_growth": 0.1, "penalty_growth_decay": 1 / 7},
+             {"schedule": "power", "power": 4 / 7}),
 }
 
 #: benchmark_bilevel's own solvers (JAX, float64, jitted ``one_epoch`` of 32 iterations, synchronised, compile time
@@ -66,16 +71,23 @@ PEER_HOST = "2-core shared development host, CPU, 2026-12-06, jax 0.10.2, benchm
 
 
 def estimator(name: str, **over):
-    """blobench's estimator with the peer's parameters (``MAPPING``) and its outer-loop keywords."""
-    from blobench.core.errors import ParameterError
+    """blobench's estimator with the peer's parameters (``MAPPING``) and its outer-loop keywords. Parameters this
+    version of the estimator lacks are dropped (before issue 29 item 3: SABA's batch_size, F2SA's schedules), and
+    said once on stderr."""
+    from blobench.core.registry import ESTIMATORS, discover
 
+    discover()
     kw, loop = MAPPING[name]
     params = {**kw, **over}
-    try:
-        return harness.estimator(name, **params), loop
-    except ParameterError:  # SABA without batch_size (before issue 29 item 3): per-sample SABA
-        params.pop("batch_size", None)
-        return harness.estimator(name, **params), loop
+    known = ESTIMATORS.get(name).params
+    dropped = sorted(k for k in params if k not in known)
+    if dropped and name not in _WARNED:
+        _WARNED.add(name)
+        print(f"note: {name} has no {', '.join(dropped)} in this version: dropped", file=sys.stderr)
+    return harness.estimator(name, **{k: v for k, v in params.items() if k in known}), loop
+
+
+_WARNED: set[str] = set()
 
 
 def per_iteration(problem, name: str, window: int, windows: int, seed: int) -> list[float]:
@@ -86,7 +98,7 @@ def per_iteration(problem, name: str, window: int, windows: int, seed: int) -> l
 
 
 def speed(args) -> list[dict]:
-    problem = SimulatedQuadratic()
+    problem = SimulatedQuadratic(sampler=args.sampler)
     names = args.solvers.split(",")
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.cache]
     out: dict[tuple[str, bool], list[float]] = {(n, c): [] for n in names for c in modes}
@@ -117,7 +129,7 @@ def compare(args) -> list[dict]:
     import tempfile
 
     names = args.solvers.split(",")
-    problem = SimulatedQuadratic()
+    problem = SimulatedQuadratic(sampler=args.sampler)
     npz = os.path.join(tempfile.mkdtemp(prefix="peer_speed_"), "sim.npz")
     problem.export(npz)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -251,6 +263,8 @@ if __name__ == "__main__":
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("speed")
     s.add_argument("--solvers", default=",".join(SOLVERS))
+    s.add_argument("--sampler", default="blocks", choices=("blocks", "uniform"),
+                   help="simulated-quadratic's minibatches: the peer's contiguous blocks, or uniform indices")
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--window", type=int, default=16)
     s.add_argument("--windows", type=int, default=3)
@@ -259,6 +273,8 @@ if __name__ == "__main__":
     c.add_argument("jax_python", help="python of a venv with jax, jaxlib, numpy, joblib")
     c.add_argument("checkout", help="benchmark_bilevel work tree or bare git dir")
     c.add_argument("--solvers", default=",".join(SOLVERS))
+    c.add_argument("--sampler", default="blocks", choices=("blocks", "uniform"),
+                   help="simulated-quadratic's minibatches: the peer's contiguous blocks, or uniform indices")
     c.add_argument("--rounds", type=int, default=3)
     c.add_argument("--epochs", type=int, default=2)
     c.add_argument("--eval-freq", type=int, default=16)

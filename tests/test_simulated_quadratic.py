@@ -146,3 +146,26 @@ def test_soba_fused_step_equals_the_separate_oracles(name, kw):
     va = vmap(lambda nz: separate(Oracles(p), nz)[0])(noise)
     vb = vmap(lambda nz: est.estimate(Oracles(p), x, nz, st).grad)(noise)
     assert torch.equal(va, vb)
+
+
+def test_block_sampler_walks_shuffled_contiguous_blocks_and_averages_them_exactly():
+    """sampler = "blocks" (the peer's): each minibatch is a contiguous block of rows, every epoch visits each block
+    once; the block's gemv mean equals the per-sample mean; the batch cache changes no bit."""
+    p = SimulatedQuadratic(**SMALL, sampler="blocks")
+    s = p.sample(torch.Generator().manual_seed(0), 12, 4)
+    assert s["i"].shape == (12, 4) and torch.equal(s["i"], s["i0"].unsqueeze(1) + torch.arange(4))
+    for e in range(2):  # 24 rows / 4 = 6 blocks per epoch
+        assert sorted(s["i0"][6 * e:6 * e + 6].tolist()) == [0, 4, 8, 12, 16, 20]
+    assert sorted(s["j0"][:5].tolist()) == [0, 4, 8, 12, 16]  # 20 outer rows: 5 blocks
+    x, y = torch.ones(3, dtype=torch.float64), torch.linspace(0, 1, 6, dtype=torch.float64)
+    b = {k: v[3] for k, v in s.items()}
+    torch.testing.assert_close(p.inner(x, y, b), _per_sample(p, "g", b["i"], x, y), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(p.outer(x, y, b), _per_sample(p, "f", b["j"], x, y), rtol=1e-14, atol=1e-14)
+    out = []
+    for cache in (True, False):
+        SimulatedQuadratic.CACHE_BATCH = cache
+        try:
+            out.append(outer_loop(p, harness.estimator("fsla", batch_size=4), 6, 0.1, seed=1).x_final)
+        finally:
+            SimulatedQuadratic.CACHE_BATCH = True
+    assert torch.equal(out[0], out[1])

@@ -71,6 +71,18 @@ def _second(fn: Callable, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, bat
         return torch.autograd.grad(g, args, grad_outputs=v, allow_unused=True, materialize_grads=True)
 
 
+class _LazyGrad:
+    """torch.func.grad(fn, argnums=1), built on first call."""
+
+    def __init__(self, fn: Callable):
+        self._fn, self._g = fn, None
+
+    def __call__(self, *args: Any) -> Any:
+        if self._g is None:
+            self._g = grad(self._fn, argnums=1)
+        return self._g(*args)
+
+
 class Linearization:
     """grad_y g linearised at (x, y; batch): its graph is built once, then each product is one
     backward pass through it. ``hv(v)`` = grad2_yy g v (counts one HV), ``jv(v)`` = grad2_xy g v
@@ -80,7 +92,7 @@ class Linearization:
 
     def __init__(self, oracles: "Oracles", x: torch.Tensor, y: torch.Tensor, batch: Batch, joint: bool):
         self._o, self._x, self._y, self._batch = oracles, x, y, batch
-        self._gy = grad(oracles.problem.inner, argnums=1)
+        self._gy = _LazyGrad(oracles.problem.inner)  # torch.func's grad is built only if a pullback needs it
         self._pulls: dict[str, Callable] = {}
         if _plain(x, y, batch):
             with torch.enable_grad():

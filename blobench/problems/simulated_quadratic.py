@@ -22,9 +22,13 @@ Hf, Kf, Cf, af, bf): y*(x) = -Hg^-1 (Cg' x + ag), J = dy*/dx = -Hg^-1 Cg',
 grad Phi(x) = Kf x + Cf y* + bf + J' (Hf y* + Cf' x + af); Phi is quadratic with Hessian
 J'Hf J + Kf + Cf J + J'Cf', whose unique minimiser is the stationary point.
 
-A minibatch is a set of sample indices ("i" inner, "j" outer; drawn uniformly with replacement, :meth:`sample_finite`).
-The oracles average the batch's coefficient rows when they are evaluated (an ``embedding_bag`` mean: one read of the
-rows, no copy), so reading the data is timed with the step. The averages of the last ``MEMO_SIZE`` minibatches are
+A minibatch is a set of sample indices ("i" inner, "j" outer): drawn uniformly with replacement (``sampler =
+"uniform"``, :meth:`sample_finite`, blobench's rule), or, as the peer's sampler does, a contiguous block of
+``batch_size`` rows, the blocks visited in a fresh random order every epoch (``sampler = "blocks"``; the batch
+also carries the blocks' first rows "i0", "j0"; unlike the peer's sampler no block is repeated at an epoch's end,
+and rows past the last full block are never drawn). The oracles average the batch's coefficient rows when they are
+evaluated (one ``embedding_bag`` sum of the rows, or one matrix-vector product over a block; no copy), so reading
+the data is timed with the step. The averages of the last ``MEMO_SIZE`` minibatches are
 kept for the other oracle calls at the same minibatch (the same index tensor storage; ``CACHE_BATCH``): SOBA's
 grad_y g, HV and JV at one minibatch read its rows once, MRBO's Q Hessian batches are read once for both points.
 This uses that the terms are linear in the coefficients (a quadratic's minibatch is its averaged quadratic), so it
@@ -93,6 +97,9 @@ class SimulatedQuadratic(harness.Problem):
         "L_cross_outer": Param("float", default=0.1, low=0.0, low_open=True, doc="peer: L_cross_outer"),
         "seed": Param("int", default=2442, low=0, doc="numpy seed of the tables (peer: random_state, JAX key)"),
         "stochastic": Param("bool", default=True, doc="minibatches of the finite sums (false: full batch, deterministic)"),
+        "sampler": Param("str", default="uniform", choices=("uniform", "blocks"),
+                         doc="minibatches: 'uniform' (indices with replacement, blobench's rule) or 'blocks' (the peer's: "
+                             "contiguous blocks of batch_size rows, a fresh random order of the blocks every epoch)"),
     }
 
     #: keep a batch's coefficient averages for the other oracle calls of the step (False: average at every call)
@@ -142,12 +149,28 @@ class SimulatedQuadratic(harness.Problem):
         return {"i": inner_idx, "j": outer_idx}
 
     def sample(self, generator, n, batch_size=1):
-        return self.sample_finite(generator, n, batch_size) if self.stochastic else None
+        if not self.stochastic:
+            return None
+        if self.p["sampler"] == "uniform":
+            return self.sample_finite(generator, n, batch_size)
+        out = {}
+        for key, size in (("i", self.p["n_inner"]), ("j", self.p["n_outer"])):
+            blocks = size // batch_size
+            if blocks < 1:
+                raise ParameterError(f"problem 'simulated-quadratic': batch_size {batch_size} exceeds {size} samples")
+            order = torch.cat([torch.randperm(blocks, generator=generator) for _ in range(-(-n // blocks))])[:n]
+            starts = order * batch_size
+            out[key] = starts.unsqueeze(1) + torch.arange(batch_size)
+            out[key + "0"] = starts
+        return out
 
-    def coefficients(self, side: str, idx: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """The mean (H, K, C, a, b) of samples ``idx`` of side "g" or "f" (all samples: None)."""
-        if idx is None:
+    def coefficients(self, side: str, batch) -> tuple[torch.Tensor, ...]:
+        """The mean (H, K, C, a, b) over the minibatch's samples of side "g" (indices "i") or "f" ("j"); the
+        full-batch means when ``batch`` is None."""
+        if batch is None:
             return self.fb[side]
+        key_ = "i" if side == "g" else "j"
+        idx, start = batch[key_], batch.get(key_ + "0")
         if is_batchedtensor(idx):  # under vmap: an index and a mean (embedding_bag has no batching rule)
             return self._split(side, self._flat[side][idx].mean(0))
         plain = not is_functorch_wrapped_tensor(idx)  # a grad-transform wrapper is never kept
@@ -156,8 +179,13 @@ class SimulatedQuadratic(harness.Problem):
         if key is not None and self.CACHE_BATCH and key in memo:
             memo.move_to_end(key)
             return memo[key][1]
-        bag = idx.reshape(1, -1)
-        out = self._split(side, F.embedding_bag(bag, self._flat[side], mode="sum")[0].div_(bag.shape[1]))
+        b = idx.numel()
+        if start is not None and not is_functorch_wrapped_tensor(start):  # a contiguous block: one gemv, no gather
+            w = torch.full((b,), 1.0 / b, dtype=self._flat[side].dtype)
+            row = w @ self._flat[side].narrow(0, int(start), b)
+        else:
+            row = F.embedding_bag(idx.reshape(1, -1), self._flat[side], mode="sum")[0].div_(b)
+        out = self._split(side, row)
         if key is not None and self.CACHE_BATCH:
             # the entry holds idx itself, so its storage (hence the key) cannot be recycled while it is kept;
             # the drawn indices are never written in place
@@ -171,10 +199,10 @@ class SimulatedQuadratic(harness.Problem):
         return tuple(r.view(t.shape[1:]) for r, t in zip(row.split(self._cuts[side]), self.tables[side]))
 
     def inner(self, x, y, batch=None):
-        return _quad(x, y, *self.coefficients("g", None if batch is None else batch["i"]))
+        return _quad(x, y, *self.coefficients("g", batch))
 
     def outer(self, x, y, batch=None):
-        return _quad(x, y, *self.coefficients("f", None if batch is None else batch["j"]))
+        return _quad(x, y, *self.coefficients("f", batch))
 
     # -- ground truth (float64, closed form in the full-batch means) -----------------------------
     @property
