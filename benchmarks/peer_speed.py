@@ -63,20 +63,20 @@ MAPPING: dict[str, tuple[dict, dict]] = {
 }
 
 #: benchmark_bilevel's own solvers (JAX, float64, jitted ``one_epoch`` of 16 iterations, synchronised, compile time
-#: excluded), seconds per iteration, min and median over 6 epochs, measured by ``peer_speed.py compare --rounds 3``
+#: excluded), seconds per iteration, min and median over 4 epochs, measured by ``peer_speed.py compare --rounds 2``
 #: (interleaved with blobench) on the arrays of ``simulated-quadratic`` (defaults), benchmark_bilevel commit 3ad65dc,
-#: jax 0.10.2 (CPU). Host: the blobench development machine, 2 cores shared with other jobs (load average 10-20):
+#: jax 0.10.2 (CPU). Host: the blobench development machine, 2 cores shared with other jobs (load average about 9):
 #: absolute figures are rough, the interleaved ratios are what ``compare`` is for.
 PEER: dict[str, dict[str, float]] = {
-    "soba": {"min_s": 0.00366, "median_s": 0.00778},
-    "saba": {"min_s": 0.00376, "median_s": 0.00539},
-    "srba": {"min_s": 0.0283, "median_s": 0.0325},
-    "amigo": {"min_s": 0.0287, "median_s": 0.0514},
-    "stocbio": {"min_s": 0.0268, "median_s": 0.0537},
-    "mrbo": {"min_s": 0.0235, "median_s": 0.0363},
-    "vrbo": {"min_s": 0.412, "median_s": 0.518},
-    "fsla": {"min_s": 0.00421, "median_s": 0.00588},
-    "f2sa": {"min_s": 0.0214, "median_s": 0.0537},
+    "soba": {"min_s": 0.0118, "median_s": 0.0122},
+    "saba": {"min_s": 0.00395, "median_s": 0.00854},
+    "srba": {"min_s": 0.0133, "median_s": 0.0223},
+    "amigo": {"min_s": 0.0396, "median_s": 0.0678},
+    "stocbio": {"min_s": 0.0334, "median_s": 0.0635},
+    "mrbo": {"min_s": 0.0313, "median_s": 0.0689},
+    "vrbo": {"min_s": 0.49, "median_s": 0.55},
+    "fsla": {"min_s": 0.00522, "median_s": 0.0102},
+    "f2sa": {"min_s": 0.051, "median_s": 0.0676},
 }
 PEER_HOST = "2-core shared development host (loaded), CPU, 2026-12-06, jax 0.10.2, benchmark_bilevel 3ad65dc"
 
