@@ -11,7 +11,7 @@ import pytest
 
 from blobench import harness
 from blobench.cli import main
-from blobench.core.registry import CLAIMS, ESTIMATORS, METRICS, PROBLEMS, _fingerprint, catalog, describe_text
+from blobench.core.registry import CLAIMS, ESTIMATORS, METRICS, PROBLEMS, _cache_path, _fingerprint, catalog, describe_text
 
 PROBE = ("import atexit, sys; atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', "
          "file=sys.stderr)); from blobench.cli import main; sys.exit(main(sys.argv[1:]))")
@@ -37,7 +37,7 @@ def test_cached_catalog_says_what_the_live_registries_say(tmp_path, monkeypatch,
     monkeypatch.setenv("BLOBENCH_CACHE_DIR", str(tmp_path))
     harness.discover()
     cat = catalog()
-    assert (tmp_path / f"catalog-{_fingerprint()}.json").is_file()
+    assert _cache_path().is_file() and _cache_path().parent == tmp_path
     for kind, reg in (("problem", PROBLEMS), ("estimator", ESTIMATORS), ("metric", METRICS), ("claim", CLAIMS)):
         assert list(cat[kind]) == reg.names()
         for n in reg.names():

@@ -62,3 +62,29 @@ def test_accf2ba_plus_is_torch_nesterov_with_the_restart():
     # without the restart (B huge) the trajectories differ: the rule matters here
     far = outer_loop(pr, harness.estimator("accf2ba-plus", inner_steps=3, outer_lr=lr, restart_B=1e9), 12, lr)
     assert not torch.allclose(far.x_final, w.detach(), atol=1e-6)
+
+
+def test_chen_zhang2025_mutation_restarts_every_step():
+    """claims/chen_zhang2025.MUTATIONS: with the restart thresholds read 1e4 times too small, AccF2BA+ zeroes its
+    outer momentum buffer at every step (the clean code restarts rarely)."""
+    from blobench.claims import chen_zhang2025
+
+    p = harness.problem("jl-scsc", dim=40, mu_x=0.05, mu_y=0.1)
+
+    names = [m[0] for m in chen_zhang2025.MUTATIONS]
+    assert names == ["accf2ba-restart-every-step"]
+    est = harness.estimator("accf2ba-plus", penalty=100.0)
+    o = Oracles(p)
+    st, x = None, p.x0()
+    for _ in range(6):
+        e = est.estimate(o, x, {}, st)
+        st, x = e.state, x - e.grad / p.constants["L_phi"]
+    n0 = float(st["restarts"])
+    with chen_zhang2025.MUTATIONS[0][2]():
+        est = harness.estimator("accf2ba-plus", penalty=100.0)
+        st, x = None, p.x0()
+        for _ in range(6):
+            e = est.estimate(o, x, {}, st)
+            st, x = e.state, x - e.grad / p.constants["L_phi"]
+        n1 = float(st["restarts"])
+    assert n0 <= 1 and n1 == 6

@@ -5,6 +5,8 @@ stationary point is stationary and the minimum; spectra of A within [mu_y, L]; t
 span structure (each counted oracle call extends the chain depth by at most one); the exact span gap
 against a brute-force restricted minimisation; bad parameters rejected.
 """
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -161,6 +163,8 @@ def test_mutations_are_well_formed_and_each_patch_breaks_its_mechanism():
     effects["jl-outer-nesterov-momentum-dropped"] = effects["outer-nesterov-momentum-dropped"]
     effects["jl-oracle-counting-bypassed"] = effects["oracle-counting-bypassed"]
     effects["accbio-alg1-heavy-ball-momentum-dropped"] = lambda: torch.equal(hb(), hb0)
+    effects["hide-a-third-of-oracle-calls"] = lambda: (lambda o: ([o.grad_y_g(x, x) for _ in range(6)],
+                                                                  sum(o.counts.values()) == 4)[1])(Oracles(p0))
     assert set(effects) == set(names)
     for name, _, patch in MUTATIONS:
         assert not effects[name](), name  # unpatched: the mechanism works
@@ -186,3 +190,26 @@ def test_minimax_twin_is_the_saddle_point_of_the_same_matrices():
     assert torch.allclose(tw.hessian_phi(), 0.1 * torch.eye(200, dtype=torch.float64) + tw.B.T @ M, atol=1e-12)
     assert torch.allclose(bl.hessian_phi(), 0.1 * torch.eye(200, dtype=torch.float64) + M.T @ M, atol=1e-12)
     assert tw.calls_lower_bound(1e-4) < bl.calls_lower_bound(1e-4)
+
+
+def test_independent_count_wrapper_and_per_call_depth():
+    """jl-lower-bound-respected's wrapper counts every oracle method and linearisation product itself: on a clean run it
+    agrees with the harness's count and the inputs' chain depth stays <= calls before + 2, attained within one call;
+    with a third of the calls hidden from the harness the independent count is unchanged and the reported one falls
+    to 2/3, and the per-call bound against the reported count breaks."""
+    from blobench.claims.ji_liang2023 import _IndependentCountOracles, _method, _patch_hide_third_of_calls
+    from blobench.measure.outer import outer_loop
+
+    p = harness.problem("jl-scsc", dim=60, mu_x=0.05, mu_y=0.1)
+    runs = {}
+    for hidden in (False, True):
+        o = _IndependentCountOracles(p)
+        with (_patch_hide_third_of_calls() if hidden else contextlib.nullcontext()):
+            tr = outer_loop(p, _method(p, "aid-cg", warm_start=True), 3, 1 / p.constants["L_phi"], oracles=o)
+        runs[hidden] = o
+        assert o.reported == sum(tr.calls[k][-1] for k in tr.calls)  # what the harness's figures are made of
+    clean, hid = runs[False], runs[True]
+    assert clean.independent == clean.reported == hid.independent > 0
+    assert hid.reported == clean.independent - clean.independent // 3
+    assert max(d - i for i, _, d in clean.log) == 1 and max(d - r for _, r, d in clean.log) == 1
+    assert max(d - r for _, r, d in hid.log) > 2 and max(d - i for i, _, d in hid.log) == 1

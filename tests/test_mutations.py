@@ -104,6 +104,40 @@ def test_a_claim_that_raises_under_a_mutation_counts_as_caught(toy):
     assert r.caught and r.outcomes["t-toy"].startswith("error: RuntimeError: diverged")
 
 
+class _ToyNotReproduced(Claim):
+    """Recorded "not reproduced" (its rule never holds); its positive control holds iff the switch is on."""
+
+    citation, statement, control = "toy", "never", "never"
+    expected = "not reproduced"
+    positive_control = "the switch, where it provably is on"
+
+    def evaluate(self, size: str, control: bool) -> Verdict:
+        return Verdict(False, "flat", "never")
+
+    def evaluate_positive(self, size: str) -> Verdict:
+        return Verdict(_MOD.SWITCH, f"switch {_MOD.SWITCH}", "on")
+
+
+def test_a_failing_positive_control_catches_a_mutation(toy, monkeypatch):
+    """A "not reproduced" claim's rule reads "not reproduced" under any breakage that flattens its effect: the mutation
+    suite also runs the claim's positive control (issue 28, ufo-fewshot-table), and a failing one catches the breakage."""
+    _ToyNotReproduced.__module__ = _MOD.__name__
+    monkeypatch.setattr(_ToyNotReproduced, "name", "t-flat")
+    monkeypatch.setitem(CLAIMS._items, "t-flat", _ToyNotReproduced)
+    toy.MUTATIONS = [("toy-flat-off", ("t-flat",), lambda: mock.patch.object(_MOD, "SWITCH", False)),
+                     ("toy-flat-no-op", ("t-flat",), lambda: mock.patch.object(_MOD, "SWITCH", True))]
+    off, noop = mutations.run_mutations(["t-flat"])
+    assert off.caught and off.caught_by == "t-flat" and off.outcomes["t-flat"] == "positive control fails: switch False"
+    assert not noop.caught and noop.outcomes["t-flat"].startswith("not reproduced")
+
+    def boom(self, size):
+        raise RuntimeError("nan")
+
+    toy.MUTATIONS = [("toy-flat-crash", ("t-flat",), lambda: mock.patch.object(_ToyNotReproduced, "evaluate_positive", boom))]
+    (r,) = mutations.run_mutations(["t-flat"])
+    assert r.caught and r.outcomes["t-flat"].startswith("error: positive control: RuntimeError: nan")
+
+
 @pytest.mark.parametrize("bad,msg", [
     ([("x", "t-toy", lambda: None)], "is not"),
     ([("x", ("t-toy",))], "is not"),

@@ -28,7 +28,7 @@ def fquad():
 
 @pytest.fixture(scope="module")
 def fquad2():
-    """kappa = 2: VRBO's Q-term Neumann series has a small truncation bias at Q = 25 (0.5^25)."""
+    """kappa = 2: VRBO's (Q+1)-term Neumann series has a small truncation bias at Q = 25 (0.5^25)."""
     return harness.problem("quadratic", dim=5, kappa=2, rho=1.0, noise=0.5, n_samples=20)
 
 
@@ -186,6 +186,46 @@ def test_vrbo_inner_loop_is_the_spider_recursion_and_refresh_is_the_full_batch(f
         assert torch.equal(st["x_eval"], ze[0]) and torch.allclose(st["y_eval"], ze[1], atol=1e-12)
 
 
+def _full_batch_noise(p, D: int, Q: int) -> dict:
+    """One VRBO call's sample sets, every minibatch the whole finite sum (the exact-batch recursion)."""
+    n, m = p.finite_sum
+    b = p.batch_at(torch.arange(n), torch.arange(m))
+    return {f"{role}/{key}": v.unsqueeze(0).expand(k, *v.shape).clone()
+            for role, k in (("inner", D), ("outer", D), ("hess", D * Q)) for key, v in b.items()}
+
+
+def _vrbo_xs(p, e, x0, T: int, lr: float, noise=None) -> torch.Tensor:
+    o, x, st, xs = Oracles(p), x0.clone(), None, []
+    for _ in range(T):
+        est = e.estimate(o, x, noise or {}, st)
+        x, st = x - lr * est.grad, est.state
+        xs.append(x)
+    return torch.stack(xs)
+
+
+@pytest.mark.parametrize("q", [1, 3])
+def test_vrbo_deterministic_path_is_the_exact_batch_recursion(fquad2, q):
+    """Issue 29: the deterministic fast path returns grad-hat f at y~_{D-1} between refreshes and at y~_D at a
+    refresh (k = 0 mod q), as the finite-sum recursion does when every minibatch is the whole sum."""
+    D, Q, T, lr = 2, 6, 12, 0.3
+    twin = harness.problem("quadratic", dim=5, kappa=2, rho=1.0)  # fquad2's population problem
+    x0 = twin.x0() + 0.3
+    kw = {"solver_steps": Q, "inner_steps": D, "period": q}
+    det = _vrbo_xs(twin, harness.estimator("vrbo", **kw), x0, T, lr)
+    rec = _vrbo_xs(fquad2, harness.estimator("vrbo", **kw), x0, T, lr, _full_batch_noise(fquad2, D, Q))
+    scale = float(torch.linalg.norm(rec, dim=1).max())
+    assert float(torch.linalg.norm(det - rec, dim=1).max()) <= 1e-12 * scale
+    if q > 1:  # negative control: the old path (y~_D at every call, i.e. q = 1) is far from the q = 3 recursion
+        old = _vrbo_xs(twin, harness.estimator("vrbo", **{**kw, "period": 1}), x0, T, lr)
+        assert float(torch.linalg.norm(old - rec, dim=1).max()) > 1e-3 * scale
+
+
+def test_vrbo_deterministic_default_period_is_one(quad):
+    """A deterministic problem counts as n = m = 1: the default q is 1 (every call refreshes at y~_D)."""
+    assert harness.estimator("vrbo", inner_steps=3).period(Oracles(quad)) == 1
+    assert harness.estimator("vrbo", inner_steps=1, batch_size=4).period(Oracles(quad)) == 1
+
+
 def test_vrbo_full_batch_direction_is_the_truncated_neumann_hypergradient(fquad2):
     """grad-hat f on the whole finite sum at y*(x): rho x + B^T N (y* - c), N = eta sum_{i<=Q} (I - eta A)^i."""
     Q = 7
@@ -265,12 +305,12 @@ def test_rejects_stochastic_problem_without_finite_sum(name):
 
 
 
-# -- blobench/claims/variance_reduced.py: vrbo-sample-complexity-vs-stocbio's helpers ---------------------------------------
+# -- blobench/claims/yang2021.py: vrbo-sample-complexity-vs-stocbio's helpers ---------------------------------------
 def test_vr_schedule_full_pass_is_the_large_batch_and_stocbio_batch_fits_the_sum():
     import math
 
-    from blobench.claims.stocbio_complexity import neumann_steps
-    from blobench.claims.variance_reduced import VR_KAPPA, vr_grid, vr_schedule
+    from blobench.claims.ji2021 import neumann_steps
+    from blobench.claims.yang2021 import VR_KAPPA, vr_grid, vr_schedule
 
     s = vr_schedule(0.01)
     assert (s["vrbo_batch"], s["n"], s["stocbio_batch"], s["stocbio_capped"]) == (10, 400, 200, False)
@@ -287,7 +327,7 @@ def test_vr_schedule_full_pass_is_the_large_batch_and_stocbio_batch_fits_the_sum
 def test_vr_problem_finite_sum_exact_grad_phi_is_problem_hypergradient():
     """The finite sum's own y*(x) and grad Phi (full-pass averages, the Hessian solved exactly) are the population's."""
     from blobench.estimators.recursive_vr import Lin, full_grad_f
-    from blobench.claims.variance_reduced import vr_problem
+    from blobench.claims.yang2021 import vr_problem
 
     p = vr_problem(36)
     o = Oracles(p)
@@ -305,8 +345,8 @@ def test_vrbo_samples_to_eps_counts_and_running_mean_stop():
     """K is the first running average of ||grad Phi||^2 <= eps (recomputed from the outer loop), and the samples are
     the docstring's VRBO counts over the K - 1 calls that produced x_0 .. x_{K-1}, times the batch size."""
     import numpy as np
-    from blobench.claims.stocbio_complexity import kappa_outer_lr
-    from blobench.claims.variance_reduced import vr_problem, vrbo_samples_to_eps
+    from blobench.claims.ji2021 import kappa_outer_lr
+    from blobench.claims.yang2021 import vr_problem, vrbo_samples_to_eps
 
     b, n, Q, D, eps = 3, 36, 2, 3, 0.16
     p = vr_problem(n)
@@ -334,7 +374,7 @@ def test_vr_verdict_rule():
     """The rule on synthetic rows: eps^-1.5 log against eps^-2 log holds; equal exponents, an exponent above
     Theorem 2's order, or one unreached eps fail."""
     import math
-    from blobench.claims.variance_reduced import vr_verdict
+    from blobench.claims.yang2021 import vr_verdict
 
     grid = [0.16, 0.08, 0.04, 0.02, 0.01]
     rows = lambda f, miss=None: [{"eps": e, "reached": e != miss, "final_running_avg": 0.0, "K": 1,  # noqa: E731

@@ -1,12 +1,12 @@
 """FSLA, SUSTAIN and MRBO (blobench/estimators/single_loop_momentum.py) against exact truth, with their oracle counts; the
-batched driver of blobench/claims/momentum.py against the shared outer loop."""
+batched driver of blobench/claims/yang2021.py against the shared outer loop."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from blobench import harness
-from blobench.claims.momentum import storm_runs
+from blobench.claims.yang2021 import storm_runs
 from blobench.core.oracles import ORACLE_NAMES, Oracles
 from blobench.measure.outer import outer_loop
 
@@ -134,7 +134,7 @@ def test_mrbo_stochastic_direction_tracks_truth():
 
 
 def test_storm_runs_is_the_shared_outer_loop(fquad):
-    """blobench.claims.momentum.storm_runs (all runs in one vmapped call per step) gives each seed's outer_loop trajectory."""
+    """blobench.claims.yang2021.storm_runs (all runs in one vmapped call per step) gives each seed's outer_loop trajectory."""
     e = harness.estimator("mrbo", solver_steps=4)
     r = storm_runs(fquad, e, 25, 0.3, [0, 5])
     for i, s in enumerate([0, 5]):
@@ -145,7 +145,7 @@ def test_storm_runs_is_the_shared_outer_loop(fquad):
 
 def test_momentum_mutations_are_undone():
     import blobench.estimators.single_loop_momentum as slm
-    from blobench.claims import momentum
+    from blobench.claims import yang2021 as momentum
 
     before = (slm.MRBO.estimate, slm.MRBO.previous_sample, slm.momentum_weight, slm.MRBO.storm_correction)
     assert {m[0] for m in momentum.MUTATIONS} == {"mrbo-old-point-other-sample", "mrbo-old-point-previous-batch",
@@ -158,11 +158,11 @@ def test_momentum_mutations_are_undone():
 
 
 def test_running_mean_samples_on_hand_made_trajectory():
-    """blobench.claims.momentum.running_mean_samples: the first K with (1/K) sum_{k<K} mean_runs ||grad Phi(x_k)||^2 <= eps, over
+    """blobench.claims.yang2021.running_mean_samples: the first K with (1/K) sum_{k<K} mean_runs ||grad Phi(x_k)||^2 <= eps, over
     x_0 .. x_{T-1} only (as blobench.measure.complexity's running-mean rule), samples = calls up to x_{K-1} x batch size."""
     import numpy as np
 
-    from blobench.claims.momentum import running_mean_samples
+    from blobench.claims.yang2021 import running_mean_samples
 
     # run means 1.0, 0.5, 0.3, 0.2 (running means 1.0, 0.75, 0.6, 0.5); x_T's 0.0 would bring it to 0.4 if counted
     grad_sq = np.array([[1.5, 0.5], [0.4, 0.6], [0.3, 0.3], [0.0, 0.4], [0.0, 0.0]])
@@ -188,11 +188,11 @@ def test_storm_runs_counts_are_outer_loops():
 
 
 def test_exponent_gap_interval():
-    """blobench.claims.momentum.exponent_gap: the slopes' difference with a t-interval on sqrt(se1^2 + se2^2), n1 + n2 - 4 dof."""
+    """blobench.claims.yang2021.exponent_gap: the slopes' difference with a t-interval on sqrt(se1^2 + se2^2), n1 + n2 - 4 dof."""
     import numpy as np
     from scipy import stats
 
-    from blobench.claims.momentum import exponent_gap
+    from blobench.claims.yang2021 import exponent_gap
     from blobench.measure.complexity import fit_exponent
 
     x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])

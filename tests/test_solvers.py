@@ -132,6 +132,113 @@ def test_saba_first_call_counts_full_pass(fquad):
                  "hvp": n + 1, "jvp": n + 1}
 
 
+# -- SABA with minibatches (issue 29: benchmark_bilevel's minibatch SABA) ----------------------------------------
+def _per_sample_saga_reference(p, e, x, T, noise):
+    """Minibatch SAGA written out with one memory row per SAMPLE: the step's batch is the drawn block of rows,
+    its correction averaged over the batch, (1/|B|) sum_{i in B} (h_i - M[i]) + (1/n) sum_i M[i], then
+    M[i] <- h_i for i in B. The per-row terms come from one-row oracle calls."""
+    o = Oracles(p)
+    n, m = p.finite_sum
+    b = e.p["batch_size"]
+    L = float(p.constants["L"])
+    rho, rho_v = e.p.get("inner_lr") or 1 / L, e.p.get("solver_lr") or 1 / L
+    y, v = p.init_inner(x), torch.zeros(p.dim_y, dtype=torch.float64)
+    one = [torch.tensor([k]) for k in range(max(n, m))]
+    zero = torch.zeros(1, dtype=torch.long)
+
+    def g_terms(k):
+        bt = p.batch_at(one[k], zero)
+        hv, jv = o.hvp_jvp(x, y, v, bt)
+        return {"gy_g": o.grad_y_g(x, y, bt), "hv": hv, "jv": jv}
+
+    def f_terms(k):
+        gx, gy = o.grad_f(x, y, p.batch_at(zero, one[k]))
+        return {"gx_f": gx, "gy_f": gy}
+
+    G = {k: torch.stack([g_terms(i)[k] for i in range(n)]) for k in ("gy_g", "hv", "jv")}
+    F = {k: torch.stack([f_terms(j)[k] for j in range(m)]) for k in ("gx_f", "gy_f")}
+    out = []
+    for t in range(T):
+        rows_i = range(int(noise["sample/block_i"][t]) * b, min((int(noise["sample/block_i"][t]) + 1) * b, n))
+        rows_j = range(int(noise["sample/block_j"][t]) * b, min((int(noise["sample/block_j"][t]) + 1) * b, m))
+        S = {}
+        for M, rows, terms in ((G, rows_i, g_terms), (F, rows_j, f_terms)):
+            new = {i: terms(i) for i in rows}
+            for k in M:
+                S[k] = sum(new[i][k] - M[k][i] for i in rows) / len(rows) + M[k].mean(0)
+            for i in rows:
+                for k in M:
+                    M[k][i] = new[i][k]
+        out.append(S["gx_f"] + S["jv"])
+        y, v = y - rho * S["gy_g"], v - rho_v * (S["hv"] + S["gy_f"])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("b", [4, 6])
+def test_saba_minibatch_is_per_sample_saga_on_block_batches(fquad, b):
+    """One memory row per block of b rows is the per-sample SAGA memory with the minibatch a block: the
+    estimates agree to rounding (b = 6 leaves a short last block of 2 rows out of n = m = 20)."""
+    e = harness.estimator("saba", batch_size=b, inner_lr=0.05, solver_lr=0.05)
+    x, T = _x(fquad), 12
+    noise = e.draw(fquad, torch.Generator().manual_seed(5), T)
+    assert set(noise) == {"sample/block_i", "sample/block_j"} and int(noise["sample/block_i"].max()) < -(-20 // b)
+    o, st, got = Oracles(fquad), None, []
+    for t in range(T):
+        est = e.estimate(o, x, {k: v[t] for k, v in noise.items()}, st)
+        got.append(est.grad)
+        st = est.state
+    assert st["mem/gy_g"].shape == (-(-20 // b), fquad.dim_y)
+    want = _per_sample_saga_reference(fquad, e, x, T, noise)
+    assert torch.allclose(torch.stack(got), want, rtol=0, atol=1e-12 * float(want.abs().max()))
+
+
+def test_saba_minibatch_negative_control_the_unweighted_mean_of_unequal_blocks(fquad, monkeypatch):
+    """The control for the weights: with a short last block, the plain mean of the block memories is not the
+    sum's mean, and the estimates leave the per-sample reference."""
+    import blobench.estimators.variance_reduced as vr
+
+    e = harness.estimator("saba", batch_size=6, inner_lr=0.05, solver_lr=0.05)
+    monkeypatch.setattr(vr.SABA, "_weights", lambda self, n: None)
+    x, T = _x(fquad), 6
+    noise = e.draw(fquad, torch.Generator().manual_seed(5), T)
+    o, st, got = Oracles(fquad), None, []
+    for t in range(T):
+        est = e.estimate(o, x, {k: v[t] for k, v in noise.items()}, st)
+        got.append(est.grad)
+        st = est.state
+    want = _per_sample_saga_reference(fquad, e, x, T, noise)
+    assert not torch.allclose(torch.stack(got), want, rtol=0, atol=1e-6)
+
+
+def test_saba_minibatch_counts_and_convergence(fquad):
+    """Per step 1 call of each oracle on one block; the first call's full pass costs ceil(n/b) / ceil(m/b)
+    calls; at a fixed x the directions converge to the exact ones (variance reduction, no noise floor)."""
+    n, m = fquad.finite_sum
+    c = estimate(fquad, harness.estimator("saba", batch_size=6), _x(fquad), n=2).mean_calls()
+    assert c == {**dict.fromkeys(ORACLE_NAMES, 0.0), "grad_x_f": 4 + 1, "grad_y_f": 4 + 1, "grad_y_g": 4 + 1,
+                 "hvp": 4 + 1, "jvp": 4 + 1}
+    x = _x(fquad)
+    g, calls, _ = _iterate(fquad, harness.estimator("saba", batch_size=4, inner_lr=0.2, solver_lr=0.2), x, 400)
+    assert float(torch.linalg.norm(g - fquad.hypergradient(x))) < 1e-6
+    assert calls == {**dict.fromkeys(ORACLE_NAMES, 0), "grad_x_f": 1, "grad_y_f": 1, "grad_y_g": 1, "hvp": 1, "jvp": 1}
+
+
+def test_saba_batch_size_one_is_the_per_row_method(fquad):
+    """batch_size = 1 (the default) draws (i, j) rows as before and keeps n memory rows."""
+    e = harness.estimator("saba")
+    assert e.p["batch_size"] == 1 and e.vmappable and not harness.estimator("saba", batch_size=2).vmappable
+    noise = e.draw(fquad, torch.Generator().manual_seed(0), 3)
+    assert "sample/i" in noise and "sample/block_i" not in noise
+    _, _, st = _iterate(fquad, e, _x(fquad), 2)
+    assert st["mem/gy_g"].shape == (20, fquad.dim_y)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "four", True, None])
+def test_saba_batch_size_validated(bad):
+    with pytest.raises(blobench.core.errors.ParameterError, match="batch_size"):
+        harness.estimator("saba", batch_size=bad)
+
+
 # -- F2SA -------------------------------------------------------------------------------------------------------
 def _penalty_gradient(q, x, lam):
     """grad of L*_lambda(x) = min_y f + lambda g - lambda min_z g on the quadratic, in closed form."""
@@ -157,6 +264,90 @@ def test_f2sa_growing_penalty_removes_the_bias(quad):
                                eval_every=200).dist[-1]  # noqa: E731
     fixed, grow = run(0.0), run(2.0)
     assert fixed > 1e-2 and grow < fixed / 20
+
+
+# -- F2SA schedules (issue 29: Kwon et al. 2023's and benchmark_bilevel's decaying steps, growing penalty) -------
+PEER_F2SA = {"penalized_lr": 0.05, "inner_lr": 0.05, "penalized_decay": 5 / 7, "inner_decay": 4 / 7, "penalty": 1.0,
+             "penalty_growth": 0.1, "penalty_growth_decay": 1 / 7, "inner_steps": 5}
+
+
+def _f2sa_reference(p, x0, K, step, outer_lr, power, lmbda0, delta, T):
+    """F2SA written the way benchmark_bilevel's solver runs it, on exact gradients: per iteration k, lr_c =
+    c / (k+1)^e for (y, z, x, lambda-increment) with exponents (5/7, 4/7, power, 1/7), T steps
+    y -= lr_y (lambda grad_y g + grad_y f), z -= lr_z grad_y g, then x -= lr_x (grad_x f + lambda
+    (grad_x g(y) - grad_x g(z))) and lambda += lr_lambda."""
+    from torch.func import grad
+
+    x, y, z, lam, xs = x0.clone(), p.init_inner(x0), p.init_inner(x0), lmbda0, []
+    gy_g, gx_g = grad(p.inner, argnums=1), grad(p.inner, argnums=0)
+    gy_f, gx_f = grad(p.outer, argnums=1), grad(p.outer, argnums=0)
+    for k in range(K):
+        lr_y, lr_z, lr_x, d_lam = (c / (k + 1) ** e for c, e in ((step, 5 / 7), (step, 4 / 7), (outer_lr, power),
+                                                                 (delta, 1 / 7)))
+        for _ in range(T):
+            y, z = y - lr_y * (lam * gy_g(x, y, None) + gy_f(x, y, None)), z - lr_z * gy_g(x, z, None)
+        x = x - lr_x * (gx_f(x, y, None) + lam * (gx_g(x, y, None) - gx_g(x, z, None)))
+        lam = lam + d_lam
+        xs.append(x)
+    return torch.stack(xs)
+
+
+def test_f2sa_schedules_run_as_benchmark_bilevel_runs_them(quad):
+    """penalized_lr/_decay, inner_decay, penalty_growth(_decay) and the outer 'power' schedule give the peer's
+    iterates (to rounding); the negative control (constant steps and penalty, today's defaults) does not."""
+    K, outer_lr, power = 40, 0.3, 4 / 7
+    x0 = _x(quad)
+    tr = outer_loop(quad, harness.estimator("f2sa", **PEER_F2SA), K, outer_lr, schedule="power", power=power,
+                    x0=x0, eval_every=1)
+    want = _f2sa_reference(quad, x0, K, 0.05, outer_lr, power, 1.0, 0.1, 5)
+    assert torch.allclose(tr.x_final, want[-1], rtol=0, atol=1e-12 * float(want.abs().max()))
+    const = {k: v for k, v in PEER_F2SA.items() if not k.endswith("decay")}
+    tr0 = outer_loop(quad, harness.estimator("f2sa", **const), K, outer_lr, x0=x0, eval_every=K)
+    assert float(torch.linalg.norm(tr0.x_final - want[-1])) > 1e-3
+
+
+def test_f2sa_schedule_values():
+    """gamma_k, alpha_k, lambda_k at k = 0..5: the formulas of the docstring; lambda's carried increment sum
+    equals the peer's accumulation lambda_{k+1} = lambda_k + delta (k+1)^-e."""
+    q = harness.problem("quadratic", dim=3)
+    o = Oracles(q)
+    e = harness.estimator("f2sa", inner_lr=0.2, inner_decay=0.5, penalized_lr=0.1, penalized_decay=0.75,
+                          penalty=2.0, penalty_power=1 / 7, penalty_growth=0.3, penalty_growth_decay=1 / 7,
+                          inner_steps=1)
+    x, st, lam_peer = q.x0(), None, 2.0
+    for k in range(6):
+        gsum = None if st is None else st["growth_sum"]
+        gamma, alpha, lam = e.schedule(o, torch.tensor(float(k), dtype=torch.float64),
+                                       torch.zeros((), dtype=torch.float64) if gsum is None else gsum)
+        assert float(gamma) == pytest.approx(0.2 / (k + 1) ** 0.5, rel=1e-14)
+        assert float(alpha) == pytest.approx(0.1 / (k + 1) ** 0.75, rel=1e-14)
+        assert float(lam) == pytest.approx(2.0 * (k + 1) ** (1 / 7) + (lam_peer - 2.0), rel=1e-14)
+        lam_peer += 0.3 / (k + 1) ** (1 / 7)
+        st = e.estimate(o, x, {}, st).state
+    assert float(harness.estimator("f2sa", penalty=3.0, penalty_growth=0.5).schedule(
+        o, torch.tensor(4.0, dtype=torch.float64), None)[2]) == 3.0 + 0.5 * 4  # the default: linear
+
+
+def test_f2sa_paper_schedule_reaches_the_stationary_point(quad):
+    """Kwon et al. 2023's exponents (alpha ~ k^-5/7, gamma ~ k^-4/7, lambda ~ k^1/7, x-step ~ k^-5/7) drive
+    the penalty bias down as lambda grows (300 steps: 0.059 from the stationary point); the negative control,
+    the same decaying steps with a fixed lambda, stalls at L*_lambda's stationary point (0.118)."""
+    kw = {"penalized_lr": 0.1, "inner_lr": 0.3, "inner_steps": 5, "penalty": 2.0, "penalized_decay": 5 / 7,
+          "inner_decay": 4 / 7}
+    run = lambda **extra: outer_loop(quad, harness.estimator("f2sa", **kw, **extra), 300, 0.5, schedule="power",  # noqa: E731
+                                     power=5 / 7, eval_every=300).dist[-1]
+    fixed, paper = run(), run(penalty_power=1 / 7)
+    assert fixed > 0.1 and paper < 0.6 * fixed
+
+
+@pytest.mark.parametrize("bad,match", [({"penalized_decay": 0.5}, "needs penalized_lr"),
+                                       ({"inner_decay": -0.1}, "inner_decay"),
+                                       ({"penalty_power": "x"}, "penalty_power"),
+                                       ({"penalized_lr": 0.0}, "penalized_lr"),
+                                       ({"penalty_growth_decay": -1}, "penalty_growth_decay")])
+def test_f2sa_schedule_parameters_validated(bad, match):
+    with pytest.raises(blobench.core.errors.ParameterError, match=match):
+        harness.estimator("f2sa", **bad)
 
 
 # -- zeroth order ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""blobench/claims/stocbio_complexity.py: stocBiO's samples to eps (Ji, Yang, Liang 2021, Corollary 2).
+"""blobench/claims/ji2021.py (stocBiO's sample complexity): stocBiO's samples to eps (Ji, Yang, Liang 2021, Corollary 2).
 
 The sample count is the oracle layer's count times the batch size (checked against stocBiO's documented
 per-step accounting), the claim holds at ci size with its control failing, and the mutation really bites.
@@ -10,7 +10,7 @@ import torch
 
 import blobench.core.registry
 from blobench import harness
-from blobench.claims import stocbio_complexity as sc
+from blobench.claims import ji2021 as sc
 
 
 def _claim(name="stocbio-sample-complexity"):

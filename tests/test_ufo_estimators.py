@@ -293,6 +293,21 @@ def test_meta_train_adam_matches_manual_and_stops_at_budget():
     assert short.iterations == 3 and torch.equal(short.x, meta_train(p, e, 3, 4, 0.01, seed=3).x)
 
 
+def test_meta_train_starts_at_x0():
+    """``x0`` sets the start (ufo-fewshot-table's positive control starts at the counterexample's FO fixed point)."""
+    from blobench.core.errors import BlobenchError
+    from blobench.measure.outer import meta_train
+
+    p = harness.problem("meta-linreg", dim=3, unroll_steps=2)
+    e = harness.estimator("fo")
+    assert torch.equal(meta_train(p, e, 2, 2, 0.01, seed=3, x0=p.x0()).x, meta_train(p, e, 2, 2, 0.01, seed=3).x)
+    start = p.x0() + 0.5
+    one = meta_train(p, e, 1, 2, 0.01, seed=3, x0=start.tolist())
+    assert torch.allclose((one.x - start).abs(), torch.full_like(start, 0.01), rtol=1e-6)  # Adam's first step: lr sign(g)
+    with pytest.raises(BlobenchError, match="shape"):
+        meta_train(p, e, 1, 2, 0.01, x0=[0.0])
+
+
 def test_meta_train_bad_input():
     from blobench.core.errors import ParameterError
     from blobench.measure.outer import meta_train

@@ -363,7 +363,42 @@ def _fingerprint() -> str:
             parts.append(f"{d}:{os.stat(d or '.').st_mtime_ns}")
         except OSError:
             continue
+    parts += _entry_point_lines()
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+def _entry_point_lines() -> list[str]:
+    """The installed entry points of blobench's plugin groups, with their distributions' versions, read from the
+    package metadata (no plugin imported). Issue 23: the fingerprint used only the site-packages folders' mtimes, so
+    a plugin installed into a user site, a PYTHONPATH folder or an existing dist-info in place was missed and
+    ``list``/``describe`` kept serving the old catalog."""
+    import importlib.metadata
+
+    out = []
+    try:
+        for group in sorted(f"blobench.{plural}" for plural in _KIND_PLURAL.values()):  # discovery's GROUPS
+            for ep in importlib.metadata.entry_points(group=group):
+                dist = getattr(ep, "dist", None)
+                ver = f"{dist.name}=={dist.version}" if dist is not None else ""
+                out.append(f"ep:{group}:{ep.name}={ep.value}:{ver}")
+    except Exception:  # noqa: BLE001 - broken metadata: no cache key from it (discover() reports it when it runs)
+        out.append("ep:unreadable")
+    return sorted(out)
+
+
+def _install_id() -> str:
+    """This installation (interpreter and package folder): cache files of other installations sharing the cache
+    folder are left alone (issue 23: two installs deleted each other's catalog on every call)."""
+    import hashlib
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return hashlib.sha256(f"{sys.executable}\n{root}".encode()).hexdigest()[:10]
+
+
+def _cache_path():
+    """The catalog cache file of this installation and fingerprint."""
+    return _cache_dir() / f"catalog-{_install_id()}-{_fingerprint()}.json"
 
 
 def catalog(live: bool = False) -> dict[str, dict[str, str]]:
@@ -377,7 +412,7 @@ def catalog(live: bool = False) -> dict[str, dict[str, str]]:
     path = None
     if not live:
         try:
-            path = _cache_dir() / f"catalog-{_fingerprint()}.json"
+            path = _cache_path()
             cached = json.loads(path.read_text())
             # a cache of another shape (another blobench version, a hand-edited or foreign file) is rebuilt, never
             # trusted: before, `list` and `describe` ended in a KeyError/AttributeError traceback on one
@@ -390,7 +425,7 @@ def catalog(live: bool = False) -> dict[str, dict[str, str]]:
     cat = {kind: {n: describe_text(kind, n, reg._items[n]) for n in sorted(reg._items)} for kind, reg in _REGS.items()}
     if path is not None:
         try:
-            for old in path.parent.glob("catalog-*.json"):
+            for old in path.parent.glob(f"catalog-{_install_id()}-*.json"):  # this installation's stale ones only
                 old.unlink()
             atomic_write_bytes(path, json.dumps(cat).encode())
         except OSError:

@@ -384,15 +384,16 @@ def _start_msg() -> str:
 
 def _warm_up() -> None:
     """Pay a fresh interpreter's lazy first-call costs (torch.func's and pandas' deferred imports: seconds on
-    a loaded machine) before the worker says it is ready, so a cell's deadline measures the cell."""
+    a loaded machine) before the first cell, on every path: a pool worker before it says it is ready (so a
+    cell's deadline measures the cell), the one-cell child process, each Dask worker, and the calling process
+    of a serial run (``jobs=1`` without a timeout), so the first cell's seconds are not the imports' (issue 29)."""
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
-    import torch
-    from torch.func import grad, vmap
 
     from blobench.measure import metrics as measures  # noqa: F401
+    from blobench.measure.timing import warm_up_autodiff
 
-    vmap(grad(lambda v: (v * v).sum()))(torch.ones(2, 2, dtype=torch.float64))
+    warm_up_autodiff("cpu")
 
 
 def _worker_main(conn, plugins: Sequence[str]) -> None:  # pragma: no cover - runs in the worker process
@@ -615,9 +616,16 @@ def _dask_client(jobs: int, scheduler: str | None, quiet: bool):
         except (ValueError, TypeError) as exc:  # "notaurl": no protocol/port
             raise BlobenchError(f"--scheduler {scheduler!r} is not a Dask scheduler address (expected e.g. "
                                 f"tcp://HOST:8786): {exc}") from None
-    cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-                           silence_logs=logging.ERROR if quiet else logging.WARNING)
+    import dask
+
+    # One task per worker thread, none queued behind it on the worker: a cell that kills its worker then takes no
+    # queued bystander down with it (the scheduler's default saturation 1.1 holds two tasks on a 1-thread worker).
+    # No retries by the scheduler: a task on a worker that died ends KilledWorker at once and _run_dask reruns it
+    # alone (the default 3 retries cost a killer cell 4 worker restarts, each importing torch, before that rerun).
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0, "distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+                               silence_logs=logging.ERROR if quiet else logging.WARNING)
     return Client(cluster), cluster
 
 
@@ -638,26 +646,48 @@ def _run_dask(client, todo, run_dir: Path, args: tuple, _done, inputs: dict[str,
     from distributed import as_completed
 
     client.run(_pin_threads)
+    client.run(_warm_up)
     prefix = dask_task_prefix(run_dir)
     inputs = inputs or {}
     futs = {client.submit(run_cell, c, k, str(run_dir.resolve()), 1, *args, inputs=inputs.get(k), data_dir=data_dir,
                           key=f"{prefix}-{k}", pure=False): (c, k) for c, k in todo}
     lost: list[str] = []
+    suspects: list[tuple] = []
     why = ""
-    for fut in as_completed(list(futs)):
-        c, k = futs[fut]
-        try:
-            r = fut.result()
-        except Exception as exc:  # noqa: BLE001
-            if type(exc).__name__ == "KilledWorker":  # the cell killed every worker it ran on: its own failure
-                r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}", bound=args[2])
-            elif isinstance(exc, OSError) and getattr(exc, "filename", None):  # a full disk writing a shard
-                raise
-            else:  # the scheduler or the connection went away (cancelled, comm closed): the cell did not run
-                lost.append(k)
-                why = why or f"{type(exc).__name__}: {exc}".strip()
-                continue
-        _done(r)
+
+    def collect(pending: dict) -> None:
+        nonlocal why
+        for fut in as_completed(list(pending)):
+            c, k = pending[fut]
+            try:
+                r = fut.result()
+            except Exception as exc:  # noqa: BLE001
+                if type(exc).__name__ == "KilledWorker":
+                    if not alone:  # maybe only a bystander of the cell that killed its worker: retried alone below
+                        suspects.append((c, k))
+                        continue
+                    # it killed its worker with nothing else running: its own failure
+                    r = record_cell(c, k, run_dir, "failed", f"worker died: {type(exc).__name__}: {exc}", bound=args[2])
+                elif isinstance(exc, OSError) and getattr(exc, "filename", None):  # a full disk writing a shard
+                    raise
+                else:  # the scheduler or the connection went away (cancelled, comm closed): the cell did not run
+                    lost.append(k)
+                    why = why or f"{type(exc).__name__}: {exc}".strip()
+                    continue
+            _done(r)
+
+    alone = False
+    collect(futs)
+    # Issue 23: a cell that kills its worker (a plugin's os._exit, the OOM killer) takes down the cells queued or
+    # running beside it on that worker, and the scheduler blames each of them once per death: an innocent cell
+    # could end "failed: KilledWorker". Every cell that ended so is rerun alone, one at a time, and only a cell
+    # that kills its worker alone is recorded failed.
+    alone = True
+    for c, k in suspects:
+        if lost:
+            break
+        collect({client.submit(run_cell, c, k, str(run_dir.resolve()), 1, *args, inputs=inputs.get(k),
+                               data_dir=data_dir, key=f"{prefix}-{k}-alone", pure=False): (c, k)})
     if lost:
         raise BlobenchError(f"{len(lost)} cell(s) did not run: the Dask scheduler or the connection to it was lost "
                             f"({why[:200]}); they are not recorded as failed: rerun the same command to resume them")
@@ -833,6 +863,8 @@ def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend
                 _run_dask(client, todo, run_dir, (cell_timeout, tuple(paths), float(diverge_bound)), _done,
                           inputs, ddir)
             elif jobs == 1 and not cell_timeout:
+                if todo:
+                    _warm_up()
                 for c, k in todo:
                     _done(run_cell(c, k, str(run_dir), 1, None, tuple(paths), float(diverge_bound), inputs.get(k),
                                    ddir))

@@ -48,12 +48,15 @@ The outer loop owns x and alpha, so the inner loop of iteration k runs at the st
 receives x_{k+1}); the call then refreshes if k + 1 = 0 mod q and returns w_{k+1}. State: y, u, w, the
 point (x, y) at which u and w are estimates, k. Deviations, stated: on a finite sum the large batch is
 the whole sum; the recursion keeps the SARAH invariant (u, w estimate the directions at the last
-evaluated point, used as the next previous point), where the paper's inner-loop indices (y~_{k,D} vs the
-estimates at y~_{k,D-1}), as recalled, may differ by one step; the same small batch D_G serves
-grad_y g and the cross product. Default q: the full pass costs about one period of small-batch steps,
-q = max(1, round((n + m) / (2 D batch_size))) (SPIDER's S_1 ~ q S_2 balance). On a deterministic problem
-every recursive estimate equals its exact value: D warm-started GD steps on y, then grad-hat f at
-(x_k, y_k) (warm-started AID with a Q-term Neumann series).
+evaluated point, used as the next previous point): between refreshes the returned w_{k+1} is the estimate
+at (x_{k+1}, y~_{D-1}), the inner loop's last evaluated point, while y_{k+1} = y~_D (as benchmark_bilevel's
+VRBO); the same small batch D_G serves grad_y g and the cross product. Default q: the full pass costs
+about one period of small-batch steps, q = max(1, round((n + m) / (2 D batch_size))) (SPIDER's S_1 ~ q S_2
+balance); a deterministic problem counts as n = m = 1, so its default q is 1. On a deterministic problem
+every recursive estimate equals its exact value, and the fast path computes exactly what the recursion
+does with exact batches (tested to rounding): D warm-started GD steps y~_1..y~_D on y, then grad-hat f
+(warm-started AID with a (Q+1)-term Neumann series) at (x_k, y~_D) when call k refreshes (k = 0 mod q),
+else at (x_k, y~_{D-1}).
 
 Oracle accounting (tested): SRBA per step 2 grad_x f, 2 grad_y f, 2 grad_y g, 2 HV, 2 JV; a refresh step
 (and the first call) ceil(n/b) grad_y g, HV, JV and ceil(m/b) grad_x f, grad_y f; deterministic: 1 each.
@@ -129,7 +132,8 @@ def full_grad_f(oracles, x, y, b: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _default_period(oracles, b: int, per_step: int) -> int:
-    n, m = oracles.finite_sum
+    """q = max(1, round((n + m) / (per_step b))); a deterministic problem counts as n = m = 1 (so q = 1)."""
+    n, m = oracles.finite_sum or (1, 1)
     return max(1, round((n + m) / (per_step * b)))
 
 
@@ -254,15 +258,32 @@ class VRBO(harness.Estimator):
         lin = Lin.full(oracles, x, y, b)
         return lin.value, self.hypergradient(oracles, full_grad_f(oracles, x, y, b), lambda j, p: lin.hv(p), lin.jv)
 
+    def _exact(self, oracles, x, state, D: int, beta: float):
+        """The recursion with exact directions (a deterministic problem): the first call evaluates at
+        (x_0, y_0); call k > 0 runs D GD steps y~_1..y~_D from y_{k-1} and returns grad-hat f at (x_k, y~_{D-1}),
+        the last point the inner loop evaluated, or at (x_k, y~_D) when it refreshes (k = 0 mod q), as the
+        finite-sum recursion does with exact batches."""
+        if state is None:
+            y, k = oracles.init_inner(x), torch.zeros((), dtype=x.dtype)
+            lin = Lin.at(oracles, x, y, None, value=False)
+            y_next = y
+        else:
+            y, k = state["y"].detach(), state["k"]
+            if self.refresh_every_period and int(k) % self.period(oracles) == 0:
+                y, _ = inner_gd(oracles, x, y, D, beta)
+                lin = Lin.at(oracles, x, y, None, value=False)
+                y_next = y
+            else:  # hold y~_{D-1}: its grad_y g is the inner loop's last step
+                y, _ = inner_gd(oracles, x, y, D - 1, beta)
+                lin = Lin.at(oracles, x, y, None, value=True)
+                y_next = y - beta * lin.value
+        w = self.hypergradient(oracles, oracles.grad_f(x, y, None), lambda j, p: lin.hv(p), lin.jv)
+        return harness.Estimate(w, state={"y": y_next.detach(), "k": k + 1})
+
     def estimate(self, oracles, x, noise, state=None):
         D, beta = int(self.p["inner_steps"]), self.inner_lr(oracles)
         if oracles.finite_sum is None:  # deterministic: every recursive estimate is its exact value
-            y = oracles.init_inner(x) if state is None else state["y"].detach()
-            if state is not None:
-                y, _ = inner_gd(oracles, x, y, D, beta)
-            lin = Lin.at(oracles, x, y, None, value=False)
-            w = self.hypergradient(oracles, oracles.grad_f(x, y, None), lambda j, p: lin.hv(p), lin.jv)
-            return harness.Estimate(w, state={"y": y.detach()})
+            return self._exact(oracles, x, state, D, beta)
         if state is None:
             y = oracles.init_inner(x)
             u, w = self.full(oracles, x, y)

@@ -14,7 +14,7 @@ per point).
   Its mean is the gradient of the smoothed Phi_mu = E Phi(x + mu u), whose distance to grad Phi
   is O(mu^2) (the odd terms cancel); when the two values of a pair carry independent minibatch
   noise of variance sigma^2 its variance grows like d sigma^2 / (2 Q mu^2) (claim
-  ``zo-smoothing-bias-variance``). ``common_batches`` gives both points of a pair the same
+  ``zo-smoothing-bias`` and ``zo-smoothing-variance``). ``common_batches`` gives both points of a pair the same
   outer minibatch (common random numbers), which removes that term. Only function values of f
   (2Q) and grad_y g (2QK) are used: no derivative of f at all.
 - ``pzobo`` (Sow, Ji, Liang, "On the Convergence Theory for Hessian-Free Bilevel Algorithms",

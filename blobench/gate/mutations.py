@@ -13,14 +13,18 @@ list ``MUTATIONS`` of tuples ``(name, caught_by, patch)``:
 :func:`run_mutations` collects the lists from every module that registered a claim, and for each mutation
 runs its catching claims' rule (``evaluate(size, control=False)``, no control) under the patch, stopping at
 the first that catches it. A claim catches a mutation when its measured outcome differs from its recorded
-``expected`` outcome, or when it raises. The mutation score is caught / tried; ``blobench check --mutations``
+``expected`` outcome, when it raises, or, for a claim with a positive control (``evaluate_positive``: where the
+effect provably exists, so it must hold), when that positive control fails (the only way a "not reproduced" claim can
+see a breakage that flattens its effect). The mutation score is caught / tried; ``blobench check --mutations``
 prints it and exits 1 unless every mutation is caught. The score is meaningful only where the unmutated
 claims pass the gate (``blobench check``; the fast test suite runs both).
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager
@@ -53,6 +57,28 @@ class MutationResult:
         if self.caught:
             return f"CAUGHT   {self.name} by {self.caught_by} ({self.seconds:.1f}s): {self.outcomes[self.caught_by][:160]}"
         return f"SURVIVED {self.name} ({self.seconds:.1f}s); claims run: {', '.join(self.tried)}"
+
+
+def source_patch(owner: Any, name: str, *edits: tuple[str, str]) -> Callable[[], ContextManager]:
+    """A mutation written as an edit of real source: ``owner.name`` (a function or method) recompiled from its own
+    source with each ``(old, new)`` text replaced once, in the function's own module globals, and patched in for
+    the duration. An edit whose ``old`` text is not found exactly once raises BlobenchError when the patch is
+    applied, so a mutation cannot silently stop matching the code it breaks."""
+    from unittest import mock
+
+    def patch() -> ContextManager:
+        func = inspect.unwrap(getattr(owner, name))
+        src = textwrap.dedent(inspect.getsource(func))
+        for old, new in edits:
+            if src.count(old) != 1:
+                raise BlobenchError(f"source_patch {getattr(owner, '__name__', owner)}.{name}: {old!r} occurs "
+                                    f"{src.count(old)} times in its source (expected once)")
+            src = src.replace(old, new)
+        scope: dict[str, Any] = {}
+        exec(compile(src, f"<mutation of {func.__qualname__}>", "exec"), func.__globals__, scope)  # noqa: S102
+        return mock.patch.object(owner, name, scope[func.__name__])
+
+    return patch
 
 
 def _claim_modules() -> list[str]:
@@ -111,20 +137,51 @@ def _run_patched(m: Mutation, size: str, all_claims: bool, res: MutationResult) 
         for c in m.caught_by:
             cls = CLAIMS.get(c)
             res.tried.append(c)
-            try:
-                v = cls().evaluate(size, control=False)
-                outcome = "holds" if bool(v.holds) else "not reproduced"
-                res.outcomes[c] = f"{outcome}: {v.measured}"
-            except BlobenchError:
-                raise
-            except Exception as exc:  # a claim that crashes under the breakage fails the gate: caught
-                outcome = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
-                res.outcomes[c] = outcome
+            # a "not reproduced" claim's own rule can only flip to "holds": its positive control runs first, and
+            # when it fails the (usually longer) rule is not run at all
+            outcome = _positive_outcome(cls, size, res, c) if cls.expected != "holds" else None
+            if outcome is None:
+                outcome = _rule_outcome(cls, size, res, c)
+                if outcome == cls.expected and cls.expected == "holds":
+                    outcome = _positive_outcome(cls, size, res, c) or outcome
             if outcome != cls.expected and not res.caught:
                 res.caught, res.caught_by = True, c
                 if not all_claims:
                     break
     return res
+
+
+def _rule_outcome(cls: Any, size: str, res: MutationResult, c: str) -> str:
+    try:
+        v = cls().evaluate(size, control=False)
+        outcome = "holds" if bool(v.holds) else "not reproduced"
+        res.outcomes[c] = f"{outcome}: {v.measured}"
+    except BlobenchError:
+        raise
+    except Exception as exc:  # a claim that crashes under the breakage fails the gate: caught
+        outcome = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+        res.outcomes[c] = outcome
+    return outcome
+
+
+def _positive_outcome(cls: Any, size: str, res: MutationResult, c: str) -> str | None:
+    """A claim with a positive control (where the effect provably exists; the gate needs it to hold) also catches a
+    breakage that makes its positive control fail: a "not reproduced" claim's rule cannot see a breakage that
+    flattens the effect, its positive control can. Returns the caught outcome, or None when the control holds."""
+    if not getattr(cls, "positive_control", ""):
+        return None
+    try:
+        pos = cls().evaluate_positive(size)
+    except BlobenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a positive control that crashes under the breakage: caught
+        msg = f"error: positive control: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+        res.outcomes[c] = msg
+        return msg
+    if pos is None or bool(pos.holds):
+        return None
+    res.outcomes[c] = f"positive control fails: {pos.measured}"
+    return "positive control fails"
 
 
 def run_mutations(claims: list[str] | None = None, size: str = "ci", all_claims: bool = False,

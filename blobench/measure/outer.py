@@ -22,6 +22,7 @@ from blobench.core.oracles import ORACLE_NAMES, Oracles
 from blobench.core.params import Param
 from blobench.core.problem_base import Problem
 from blobench.core.registry import register_metric
+from blobench.measure.timing import warm_up_autodiff
 
 SCHEDULES = ("constant", "harmonic", "sqrt", "power")
 MOMENTA = ("none", "nesterov", "auto")
@@ -138,6 +139,7 @@ def outer_loop(problem: Problem, estimator: Estimator, steps: int, outer_lr: flo
     totals = dict.fromkeys(ORACLE_NAMES, 0.0)
 
     heldout = getattr(problem, "heldout_errors", None) if getattr(problem, "heldout", False) else None
+    warm_up_autodiff(x.device)  # once per process: the first step's seconds must not hold torch's lazy imports
 
     def record(t: int) -> None:
         if callable(heldout):  # before the truth, whose inner solve may replace the cached y*(x)
@@ -235,7 +237,7 @@ class MetaTrainRun:
 
 def meta_train(problem: Problem, estimator: Estimator, iters: int, meta_batch: int, lr: float, seed: int = 0,
                budget: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-               batched: bool = False, snapshots: tuple[int, ...] = (),
+               batched: bool = False, snapshots: tuple[int, ...] = (), x0: torch.Tensor | None = None,
                ) -> MetaTrainRun:
     """Meta-training as in MAML / UFO-BLO's few-shot experiments (Finn et al. 2017, Alg. 2; Likhosherstov
     et al. 2021, Sec. 5): each iteration averages ``meta_batch`` single-task estimates and takes an Adam step
@@ -250,7 +252,7 @@ def meta_train(problem: Problem, estimator: Estimator, iters: int, meta_batch: i
     Stops after ``iters`` iterations, or earlier once the cumulative oracle calls (all kinds, summed) reach
     ``budget``: the "equal compute" comparison. Iteration t's tasks and coins come from a generator seeded by
     (seed, t), so a run is a prefix of any longer run with the same seed; ``snapshots`` keeps x after those
-    iterations (an equal-iteration column read off an equal-compute run).
+    iterations (an equal-iteration column read off an equal-compute run). ``x0``: the start (default problem.x0()).
     """
     from blobench.core.errors import ParameterError
     from blobench.measure.sampling import run_draws
@@ -261,7 +263,7 @@ def meta_train(problem: Problem, estimator: Estimator, iters: int, meta_batch: i
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ParameterError(f"meta_train: lr must be a positive number, got {lr!r}")
     o = Oracles(problem)
-    x = problem.x0().clone()
+    x = (problem.x0() if x0 is None else problem.as_x(x0)).clone()
     m, v = torch.zeros_like(x), torch.zeros_like(x)
     b1, b2 = betas
     state = None

@@ -27,6 +27,7 @@ from blobench.core.errors import PluginError
 from blobench.core.estimator_base import Estimator
 from blobench.core.oracles import ORACLE_NAMES, Oracles
 from blobench.core.problem_base import Problem
+from blobench.measure.timing import warm_up_autodiff
 
 
 @dataclass
@@ -89,6 +90,7 @@ def estimate(
     x = problem.as_x(x) if x is not None else problem.x0()
     x = x.to(device)
     use_vmap = estimator.vmappable if vmapped is None else (vmapped and estimator.vmappable)
+    warm_up_autodiff(x.device)  # once per process: ``seconds`` must not hold torch's lazy first-call imports
     t0 = time.perf_counter()
     noise = NoiseBlocks(problem, estimator, n, seed, device)
     G, C = run_draws(problem.on(device), estimator, x, noise, n, chunk=chunk, vmapped=use_vmap)

@@ -74,6 +74,41 @@ def laplacian_apply(V: torch.Tensor) -> torch.Tensor:
     return out - ends * V
 
 
+def chain_constants(n: int, c_tilde: float = 1.0) -> dict[str, float]:
+    """M_nn, M_1n, C_l = C~ n/M_nn, C_r = C~ n/M_1n (eq. 10) and L = 152 max(C_l, C_r)^2 for blocks of size n
+    (M = ((4n^2+1)/n^2)(A + I/n^2)^{-1}); the problem's setup uses the same numbers."""
+    A = path_laplacian(n)
+    Mm = (4 * n * n + 1) / (n * n) * np.linalg.inv(A + np.eye(n) / (n * n))
+    M_nn, M_1n = float(Mm[-1, -1]), float(Mm[0, -1])
+    C_l, C_r = c_tilde * n / M_nn, c_tilde * n / M_1n
+    return {"M_nn": M_nn, "M_1n": M_1n, "C_l": C_l, "C_r": C_r, "L_scale": 152.0 * max(C_l, C_r) ** 2}
+
+
+def mu_for_n(n: int, L_g: float = 1.0) -> float:
+    """The largest mu with floor(sqrt((L_g - mu)/(4 mu))) = n: L_g/(4n^2 + 1) (less 1e-12 relative, so that rounding
+    cannot give n - 1); kappa = L_g/mu = 4n^2 + 1, the smallest kappa of Theorem 1's class that has blocks of size n."""
+    return L_g / (4 * n * n + 1) * (1 - 1e-12)
+
+
+def theorem1_instance(eps: float, n: int, Delta: float = 1.0, L_g: float = 1.0, L_f: float = 1.0,
+                      c_tilde: float = 1.0) -> dict[str, float]:
+    """Theorem 1's choice of the chain for target ||grad H|| < eps (Ji 2025, proof of Theorem 1, eq. 11-12):
+    lam = eps L/(L_f C~ n), so that Lemma 3's floor lam L_f C~ n/L equals eps, and T = floor(Delta L/(12 lam^2 L_f))
+    (Lemma 4: H(0) - inf H <= 12 lam^2 L_f T/L <= Delta). Returns the ``ji-ncsc`` parameters (T, mu, lam, L_g, L_f,
+    c_tilde) and ``bound`` = T n, the instance's exact zero-chain count: x_T = 0 for fewer than T n calls, and while
+    x_T = 0, ||grad H|| >= eps (Lemma 3), so no zero-respecting method reaches ||grad H|| < eps in fewer calls.
+    T n = Delta L_f C~^2 n^3/(12 L eps^2) is Theorem 1's C_0 Delta L_f kappa^{3/2}/eps^2 (n ~ sqrt(kappa)/2)."""
+    if n < 1 or eps <= 0 or Delta <= 0:
+        raise ParameterError(f"theorem1_instance: need n >= 1, eps > 0, Delta > 0 (got n={n}, eps={eps}, Delta={Delta})")
+    L = chain_constants(n, c_tilde)["L_scale"]
+    lam = eps * L / (L_f * c_tilde * n)
+    T = int(math.floor(Delta * L / (12 * lam * lam * L_f)))
+    if T < 1:
+        raise ParameterError(f"theorem1_instance: T = floor(Delta L/(12 lam^2 L_f)) = 0 at eps={eps}, n={n}, Delta={Delta}")
+    return {"T": T, "mu": mu_for_n(n, L_g), "lam": lam, "L_g": L_g, "L_f": L_f, "c_tilde": c_tilde, "bound": T * n,
+            "n": n, "eps": eps, "Delta": Delta}
+
+
 @harness.register_problem("ji-ncsc")
 class JiNCSC(harness.Problem):
     """Ji 2025's NC-SC hard instance (Theorem 1, eq. 6-7): Carmon's chain in f across blocks of a path-Laplacian g."""
@@ -97,10 +132,10 @@ class JiNCSC(harness.Problem):
         self.dim_x, self.dim_y = T, n * (T + 1)
         A = path_laplacian(n)
         Mm = (4 * n * n + 1) / (n * n) * np.linalg.inv(A + np.eye(n) / (n * n))
-        self.M_nn, self.M_1n = float(Mm[-1, -1]), float(Mm[0, -1])
         ct, lam = float(p["c_tilde"]), float(p["lam"])
-        self.C_l, self.C_r = ct * n / self.M_nn, ct * n / self.M_1n
-        self.L_scale = 152.0 * max(self.C_l, self.C_r) ** 2
+        cc = chain_constants(n, ct)
+        self.M_nn, self.M_1n, self.C_l, self.C_r = cc["M_nn"], cc["M_1n"], cc["C_l"], cc["C_r"]
+        self.L_scale = cc["L_scale"]
         self.x0c = lam / (self.C_l * self.M_nn)
         self.Men = torch.tensor(Mm[:, -1])
         self.cg = p["L_g"] * n * n / (2 * (4 * n * n + 1))
@@ -108,7 +143,7 @@ class JiNCSC(harness.Problem):
         self._constants = {"mu": float(evs.min()), "L": float(evs.max()), "kappa": float(evs.max() / evs.min()),
                            "kappa_y": float(evs.max() / evs.min()), "mu_target": float(p["mu"]), "L_g": float(p["L_g"]),
                            "L_f": float(p["L_f"]), "n": float(n), "T": float(T), "C_l": self.C_l, "C_r": self.C_r,
-                           "L_scale": self.L_scale, "x0": self.x0c, "M_nn": self.M_nn, "M_1n": self.M_1n}
+                           "L_scale": self.L_scale, "H_scale": p["L_f"] * (ct * n) ** 2 / self.L_scale, "x0": self.x0c, "M_nn": self.M_nn, "M_1n": self.M_1n}
 
     @property
     def constants(self) -> dict[str, float]:
@@ -156,3 +191,17 @@ class JiNCSC(harness.Problem):
     def zero_chain_calls(self) -> int:
         """T n: below this many oracle calls a zero-respecting method's x_T is still 0 (eq. 8)."""
         return self.T * self.n
+
+    #: the criterion :meth:`calls_lower_bound` is about (the complexity metric writes the bound beside it only)
+    lower_bound_criterion = "grad_norm_sq"
+
+    def gradient_floor(self) -> float:
+        """Lemma 3's floor lam L_f C~ n / L: while some |x_i| < lam/(C~ n), in particular while x_T = 0, ||grad H|| is
+        above it (Carmon et al.'s chain has ||grad|| > 1 there). Theorem 1's lam makes it the target eps."""
+        p = self.p
+        return float(p["lam"] * p["L_f"] * p["c_tilde"] * self.n / self.L_scale)
+
+    def calls_lower_bound(self, eps: float) -> int:
+        """The exact zero-chain bound on calls to ||grad H||^2 <= eps (``eps`` on the squared norm, as the complexity
+        metric's grad_norm_sq): T n when eps <= gradient_floor()^2 (x_T must wake first), else 0 (no bound)."""
+        return self.T * self.n if eps <= self.gradient_floor() ** 2 else 0

@@ -50,7 +50,7 @@ def render(ctx: Context, doc: Doc) -> None:
             doc.table(calls_table(g))
             continue
         g = g.assign(**{x: pd.to_numeric(g[x], errors="coerce"), "value": pd.to_numeric(g["value"], errors="coerce")})
-        if "problem" in g.columns and g["problem"].astype(str).str.startswith("jl-").any():
+        if "problem" in g.columns and g["problem"].astype(str).str.startswith(("jl-", "ji-ncsc")).any():
             render_instance_bounds(ctx, doc, str(exp), g, x)
             continue
         with style.themed():
@@ -68,8 +68,9 @@ def render(ctx: Context, doc: Doc) -> None:
 
 
 def draw_instance_bounds(ax, g: pd.DataFrame, x: str, colors: dict | None = None) -> float:
-    """Measured calls to eps against ``x`` beside the instance's own bounds, for Ji & Liang's instances (jl-scsc, jl-csc):
-    the exact per-instance span bound (``lower_bound_calls``, black) and, where the metric wrote it, Theorem 4's bound
+    """Measured calls to eps against ``x`` beside the instance's own bounds, for Ji & Liang's instances (jl-scsc, jl-csc)
+    and Ji 2025's ji-ncsc: the exact per-instance span bound (``lower_bound_calls``, black; on ji-ncsc the zero chain's
+    T n, Theorem 1's count, for targets below Lemma 3's floor) and, where the metric wrote it, Theorem 4's bound
     with the proof's constants (``theorem_bound_calls``, grey dashed). eps is the smallest target every estimator
     reached; each label carries the fitted exponent with its 95% interval. Returns the eps drawn."""
     from blobench.measure.complexity import fit_exponent
@@ -86,7 +87,7 @@ def draw_instance_bounds(ax, g: pd.DataFrame, x: str, colors: dict | None = None
         f = fit_exponent(h.index, h.to_numpy())
         ax.loglog(h.index, h.to_numpy(), "o-", color=(colors or {}).get(name),
                   label=f"{name}: slope {f['slope']:.2f} [{f['lo']:.2f}, {f['hi']:.2f}]")
-    for q, fmt_, lab in (("lower_bound_calls", "k-", "exact per-instance bound"),
+    for q, fmt_, lab in (("lower_bound_calls", "-", "exact per-instance bound"),
                          ("theorem_bound_calls", "--", "Theorem 4 with the proof's constants")):
         b = sel[sel["quantity"] == q]
         if b.empty:
