@@ -43,7 +43,7 @@ SOLVERS = ("soba", "saba", "srba", "amigo", "stocbio", "mrbo", "vrbo", "fsla", "
 
 #: blobench parameters doing the peer's per-iteration work (its defaults: step_size 0.1, outer_ratio 1, batch 64,
 #: n_inner_steps = n_shia_steps = 10; SRBA's period (n + m) * 0.5 / 64 = 16, VRBO's (n + m) * 128 / 64 = 4096).
-#: (estimator params, outer_loop keywords). Step schedules follow the peer where blobench has them; they do not
+#: (estimator params, outer_loop keywords; outer_lr: the peer's step_size / outer_ratio, 0.1 unless given). Schedules follow the peer where blobench has them; they do not
 #: change the work of an iteration.
 MAPPING: dict[str, tuple[dict, dict]] = {
     "soba": ({"batch_size": 64, "inner_lr": 0.1, "solver_lr": 0.1, "decay": 0.5}, {"schedule": "sqrt"}),
@@ -59,7 +59,7 @@ MAPPING: dict[str, tuple[dict, dict]] = {
              {"schedule": "sqrt"}),
     "f2sa": ({"batch_size": 64, "inner_steps": 10, "inner_lr": 0.01, "penalized_lr": 0.01, "penalized_decay": 5 / 7,
               "inner_decay": 4 / 7, "penalty": 1.0, "penalty_growth": 0.1, "penalty_growth_decay": 1 / 7},
-             {"schedule": "power", "power": 4 / 7}),
+             {"schedule": "power", "power": 4 / 7, "outer_lr": 0.01}),
 }
 
 #: benchmark_bilevel's own solvers (JAX, float64, jitted ``one_epoch`` of 16 iterations, synchronised, compile time
@@ -103,7 +103,8 @@ _WARNED: set[str] = set()
 
 def per_iteration(problem, name: str, window: int, windows: int, seed: int) -> list[float]:
     est, loop = estimator(name)
-    tr = outer_loop(problem, est, window * (windows + 1), 0.1, seed=seed, eval_every=window, **loop)
+    loop = dict(loop)
+    tr = outer_loop(problem, est, window * (windows + 1), loop.pop("outer_lr", 0.1), seed=seed, eval_every=window, **loop)
     s = tr.seconds
     return [(s[k + 1] - s[k]) / window for k in range(1, len(s) - 1)]
 
@@ -259,7 +260,9 @@ def agree(args) -> None:
             continue
         xs_peer = torch.from_numpy(d[f"{name}/outer"])
         est, loop = estimator(name, **json.loads(args.params).get(name, {}))
-        rel = max(float((outer_loop(p, est, t, 0.1, eval_every=t, **loop).x_final - xs_peer[t - 1]).norm()
+        loop = dict(loop)
+        lr = loop.pop("outer_lr", 0.1)
+        rel = max(float((outer_loop(p, est, t, lr, eval_every=t, **loop).x_final - xs_peer[t - 1]).norm()
                         / xs_peer[t - 1].norm()) for t in range(1, xs_peer.shape[0] + 1))
         print(json.dumps({"solver": name, "steps": int(xs_peer.shape[0]), "max_rel_diff_x": rel}), flush=True)
 
