@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= matrices/default.toml
 JOBS ?= 2
 
-.PHONY: run test install docs lint data report bench bench-deps bench-targets check clean chromium
+.PHONY: run test install docs lint data report bench bench-peer bench-deps bench-targets check clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ bench: $(STAMP)
 	$(PY) -m pytest -q tests/benchmarks -m 'not slow' --benchmark-only --benchmark-storage=.benchmarks \
 		--benchmark-autosave --benchmark-json=.benchmarks/latest.json \
 		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare --benchmark-group-by=fullname)
+
+# bench-peer: per-iteration seconds of soba, saba, srba, amigo, stocbio, mrbo, vrbo, fsla, f2sa on benchmark_bilevel's
+# own instance (simulated-quadratic), against the peer's recorded figures, and the tiny-problem overhead against
+# hand-written torch loops (issue 29; docs/peer.md "Speed"). The peer itself (JAX) runs only through
+# benchmarks/peer_speed.py compare, from a separate venv.
+bench-peer: $(STAMP)
+	$(PY) benchmarks/peer_speed.py speed
+	$(PY) benchmarks/peer_speed.py tiny
 
 # bench-deps: the `bench` extra (TorchOpt for the comparison rows), without its dependency pins
 bench-deps: $(STAMP)

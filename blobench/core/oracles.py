@@ -56,6 +56,33 @@ def _grad(fn: Callable, argnums: int | tuple[int, ...], x: torch.Tensor, y: torc
     return gs[0] if isinstance(argnums, int) else tuple(gs)
 
 
+def _second(fn: Callable, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch,
+            wrt: str) -> tuple[torch.Tensor, ...]:
+    """Products of v with the Jacobian of grad_y fn at (x, y) by plain torch.autograd (callers check :func:`_plain`):
+    ``wrt`` "y" (grad2_yy fn v,), "x" (grad2_xy fn v,) or "xy" (grad2_xy fn v, grad2_yy fn v). The same numbers as
+    the torch.func vjp it replaces outside transforms (tested), without torch.func's per-call wrapping."""
+    with torch.enable_grad():
+        xs = x.detach().requires_grad_("x" in wrt)
+        ys = y.detach().requires_grad_(True)
+        g = torch.autograd.grad(fn(xs, ys, batch), ys, create_graph=True)[0]
+        args = tuple(a for k, a in (("x", xs), ("y", ys)) if k in wrt)
+        if not g.requires_grad:  # grad_y fn constant in (x, y): every product is zero
+            return tuple(torch.zeros_like(a) for a in args)
+        return torch.autograd.grad(g, args, grad_outputs=v, allow_unused=True, materialize_grads=True)
+
+
+class _LazyGrad:
+    """torch.func.grad(fn, argnums=1), built on first call."""
+
+    def __init__(self, fn: Callable):
+        self._fn, self._g = fn, None
+
+    def __call__(self, *args: Any) -> Any:
+        if self._g is None:
+            self._g = grad(self._fn, argnums=1)
+        return self._g(*args)
+
+
 class Linearization:
     """grad_y g linearised at (x, y; batch): its graph is built once, then each product is one
     backward pass through it. ``hv(v)`` = grad2_yy g v (counts one HV), ``jv(v)`` = grad2_xy g v
@@ -65,7 +92,7 @@ class Linearization:
 
     def __init__(self, oracles: "Oracles", x: torch.Tensor, y: torch.Tensor, batch: Batch, joint: bool):
         self._o, self._x, self._y, self._batch = oracles, x, y, batch
-        self._gy = grad(oracles.problem.inner, argnums=1)
+        self._gy = _LazyGrad(oracles.problem.inner)  # torch.func's grad is built only if a pullback needs it
         self._pulls: dict[str, Callable] = {}
         if _plain(x, y, batch):
             with torch.enable_grad():
@@ -198,6 +225,8 @@ class Oracles:
     def hvp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch = None) -> torch.Tensor:
         """grad2_yy g(x, y) v."""
         self._count("hvp")
+        if _plain(x, y, v, batch):
+            return _second(self.problem.inner, x, y, v, batch, "y")[0]
         gy = grad(self.problem.inner, argnums=1)
         _, pull = vjp(lambda y_: gy(x, y_, batch), y)
         return pull(v)[0]
@@ -205,6 +234,8 @@ class Oracles:
     def jvp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch = None) -> torch.Tensor:
         """grad2_xy g(x, y) v = d/dx <grad_y g(x, y), v> (a dim_x vector)."""
         self._count("jvp")
+        if _plain(x, y, v, batch):
+            return _second(self.problem.inner, x, y, v, batch, "x")[0]
         gy = grad(self.problem.inner, argnums=1)
         _, pull = vjp(lambda x_: gy(x_, y, batch), x)
         return pull(v)[0]
@@ -215,6 +246,9 @@ class Oracles:
         """(grad2_yy g v, grad2_xy g v) from one vector-Jacobian product; counts one HV and one JV."""
         self._count("hvp")
         self._count("jvp")
+        if _plain(x, y, v, batch):
+            jx, jy = _second(self.problem.inner, x, y, v, batch, "xy")
+            return jy, jx
         gy = grad(self.problem.inner, argnums=1)
         _, pull = vjp(lambda x_, y_: gy(x_, y_, batch), x, y)
         jx, jy = pull(v)

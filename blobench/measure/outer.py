@@ -175,7 +175,8 @@ def outer_loop(problem: Problem, estimator: Estimator, steps: int, outer_lr: flo
                 totals[k] += float(est.calls[k])
             else:
                 totals[k] += counted[k]
-        if not bool(torch.isfinite(x).all()) or float(torch.linalg.norm(x)) > diverge_at:
+        nx = float(torch.linalg.norm(x))  # one reduction and one sync: non-finite iff some entry is (or overflows)
+        if not math.isfinite(nx) or nx > diverge_at:
             tr.diverged = True
             record(t + 1)
             break

@@ -1,0 +1,171 @@
+"""benchmark_bilevel's simulated quadratic as a blobench problem (issue 29), and the oracles' plain autograd path
+for HV / JV products (issue 29, item 4)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import grad, vjp
+
+from blobench import harness
+from blobench.core.oracles import Oracles
+from blobench.measure.outer import outer_loop
+from blobench.problems.simulated_quadratic import SimulatedQuadratic
+
+SMALL = {"n_inner": 24, "n_outer": 20, "dim_inner": 6, "dim_outer": 3, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def prob():
+    return SimulatedQuadratic(**SMALL)
+
+
+def _per_sample(p, side, idx, x, y):
+    """1/b sum over the samples of idx of the peer's per-sample quadratic (no averaging of coefficients)."""
+    H, K, C, a, b = p.tables[side]
+    return sum(0.5 * y @ H[i] @ y + 0.5 * x @ K[i] @ x + x @ C[i] @ y + a[i] @ y + b[i] @ x for i in idx.tolist()) / len(idx)
+
+
+def test_minibatch_is_the_mean_of_its_samples_and_the_full_batch_is_the_sum(prob):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(3, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    i, j = torch.tensor([0, 5, 5, 23]), torch.tensor([1, 19, 7])
+    b = prob.batch_at(i, j)
+    torch.testing.assert_close(prob.inner(x, y, b), _per_sample(prob, "g", i, x, y), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(prob.outer(x, y, b), _per_sample(prob, "f", j, x, y), rtol=1e-14, atol=1e-14)
+    full = prob.batch_at(torch.arange(24), torch.arange(20))
+    torch.testing.assert_close(prob.inner(x, y, full), prob.inner(x, y), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(prob.outer(x, y, full), prob.outer(x, y), rtol=1e-14, atol=1e-14)
+
+
+def test_exact_truth_against_autograd_and_finite_differences(prob):
+    x = torch.linspace(-1, 1, 3, dtype=torch.float64)
+    y = prob.inner_solution(x).requires_grad_(True)
+    assert float(torch.autograd.grad(prob.inner(x, y), y)[0].norm()) < 1e-12
+    e = 1e-6
+    fd = torch.tensor([(prob.value(x + e * u) - prob.value(x - e * u)) / (2 * e) for u in torch.eye(3, dtype=torch.float64)])
+    torch.testing.assert_close(prob.hypergradient(x), fd, rtol=1e-7, atol=1e-8)
+    xs = prob.stationary_points()[0]
+    assert float(prob.hypergradient(xs).norm()) < 1e-10
+    assert float(torch.linalg.eigvalsh(prob.hessian_phi())[0]) > 0
+
+
+def test_the_peer_defaults_build_the_issue_instance():
+    """n = m = 1024, inner dimension 100, outer dimension 10, seed 2442 (issue 29); built once, checked cheaply."""
+    p = SimulatedQuadratic()
+    assert (p.dim_y, p.dim_x, p.finite_sum) == (100, 10, (1024, 1024))
+    assert p.tables["g"][0].shape == (1024, 100, 100) and p.tables["f"][2].shape == (1024, 10, 100)
+    c = p.constants
+    assert 0 < c["mu"] < c["L"] and abs(c["kappa"] - c["L"] / c["mu"]) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["soba", "fsla", "mrbo"])
+def test_the_batch_cache_changes_no_bit(prob, name):
+    """The averaged rows kept per minibatch (CACHE_BATCH) give the same iterates bit for bit as averaging at each call."""
+    kw = {"batch_size": 4} | ({"solver_steps": 3} if name == "mrbo" else {})
+    out = []
+    for cache in (True, False):
+        SimulatedQuadratic.CACHE_BATCH = cache
+        try:
+            out.append(outer_loop(prob, harness.estimator(name, **kw), 6, 0.1, seed=1).x_final)
+        finally:
+            SimulatedQuadratic.CACHE_BATCH = True
+    assert torch.equal(out[0], out[1])
+
+
+def test_vmapped_minibatches_equal_one_at_a_time(prob):
+    from torch.func import vmap
+
+    x, y = torch.ones(3, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+    i = torch.tensor([[0, 1, 2], [3, 3, 9]])
+    got = vmap(lambda ii: prob.inner(x, y, {"i": ii, "j": ii}))(i)
+    want = torch.stack([prob.inner(x, y, {"i": r, "j": r}) for r in i])
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("name,kw,stoch", [("quadratic", {"dim": 5, "kappa": 5}, False),
+                                           ("quadratic", {"dim": 4, "noise": 0.3}, True),
+                                           ("logreg-l2", {}, False),
+                                           ("simulated-quadratic", SMALL, True)])
+def test_plain_hv_jv_equal_torch_func_bit_for_bit(name, kw, stoch):
+    """Outside transforms hvp / jvp / hvp_jvp now run plain torch.autograd: the same bits as the torch.func vjp
+    they ran before (the formula kept for transforms, recomputed here)."""
+    p = harness.problem(name, **kw)
+    o = Oracles(p)
+    g = torch.Generator().manual_seed(1)
+    b = {k: v[0] for k, v in p.sample(g, 1, 3).items()} if stoch else None
+    x = torch.randn(p.dim_x, generator=g, dtype=torch.float64)
+    y = torch.randn(p.dim_y, generator=g, dtype=torch.float64)
+    v = torch.randn(p.dim_y, generator=g, dtype=torch.float64)
+    gy = grad(p.inner, argnums=1)
+    jx, jy = vjp(lambda x_, y_: gy(x_, y_, b), x, y)[1](v)
+    hy = vjp(lambda y_: gy(x, y_, b), y)[1](v)[0]
+    hx = vjp(lambda x_: gy(x_, y, b), x)[1](v)[0]
+    assert torch.equal(o.hvp(x, y, v, b), hy) and torch.equal(o.jvp(x, y, v, b), hx)
+    h2, j2 = o.hvp_jvp(x, y, v, b)
+    assert torch.equal(h2, jy) and torch.equal(j2, jx)
+    assert o.snapshot()["hvp"] == 2 and o.snapshot()["jvp"] == 2
+
+
+@pytest.mark.parametrize("name,kw", [("quadratic", {"dim": 4, "noise": 0.3}), ("simulated-quadratic", SMALL),
+                                     ("logreg-l2", {"stochastic": True})])
+def test_soba_fused_step_equals_the_separate_oracles(name, kw):
+    """SOBA's grad_y g + HV + JV from one linearisation: the same bits and counts as grad_y_g + hvp_jvp, outside
+    transforms and under vmap."""
+    from torch.func import vmap
+
+    from blobench.core.estimator_base import batch_of
+
+    p = harness.problem(name, **kw)
+    est = harness.estimator("soba", batch_size=3)
+    noise = est.draw(p, torch.Generator().manual_seed(2), 4)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(p.dim_x, generator=g, dtype=torch.float64)
+    st = {"y": torch.randn(p.dim_y, generator=g, dtype=torch.float64),
+          "v": torch.randn(p.dim_y, generator=g, dtype=torch.float64), "t": torch.tensor(2.0, dtype=torch.float64)}
+
+    def separate(o, nz):
+        b = batch_of(nz, "sample")
+        gx, gy = o.grad_f(x, st["y"], b)
+        dy = o.grad_y_g(x, st["y"], b)
+        hv, jv = o.hvp_jvp(x, st["y"], st["v"], b)
+        return gx + jv, dy, hv + gy
+
+    def fused(o, nz):
+        e = est.estimate(o, x, nz, st)
+        rho, rho_v = est.steps(o, st["t"])
+        return e.grad, (st["y"] - e.state["y"]) / rho, (st["v"] - e.state["v"]) / rho_v
+
+    o1, o2 = Oracles(p), Oracles(p)
+    nz0 = {k: v[0] for k, v in noise.items()}
+    a, b = separate(o1, nz0), fused(o2, nz0)
+    assert torch.equal(a[0], b[0])
+    b_y, b_v = est.estimate(o2, x, nz0, st).state["y"], est.estimate(o2, x, nz0, st).state["v"]
+    rho, rho_v = est.steps(o2, st["t"])
+    assert torch.equal(b_y, (st["y"] - rho * a[1])) and torch.equal(b_v, (st["v"] - rho_v * a[2]))
+    assert o1.snapshot() == {k: n // 3 for k, n in o2.snapshot().items()}
+    va = vmap(lambda nz: separate(Oracles(p), nz)[0])(noise)
+    vb = vmap(lambda nz: est.estimate(Oracles(p), x, nz, st).grad)(noise)
+    assert torch.equal(va, vb)
+
+
+def test_block_sampler_walks_shuffled_contiguous_blocks_and_averages_them_exactly():
+    """sampler = "blocks" (the peer's): each minibatch is a contiguous block of rows, every epoch visits each block
+    once; the block's gemv mean equals the per-sample mean; the batch cache changes no bit."""
+    p = SimulatedQuadratic(**SMALL, sampler="blocks")
+    s = p.sample(torch.Generator().manual_seed(0), 12, 4)
+    assert s["i"].shape == (12, 4) and torch.equal(s["i"], s["i0"].unsqueeze(1) + torch.arange(4))
+    for e in range(2):  # 24 rows / 4 = 6 blocks per epoch
+        assert sorted(s["i0"][6 * e:6 * e + 6].tolist()) == [0, 4, 8, 12, 16, 20]
+    assert sorted(s["j0"][:5].tolist()) == [0, 4, 8, 12, 16]  # 20 outer rows: 5 blocks
+    x, y = torch.ones(3, dtype=torch.float64), torch.linspace(0, 1, 6, dtype=torch.float64)
+    b = {k: v[3] for k, v in s.items()}
+    torch.testing.assert_close(p.inner(x, y, b), _per_sample(p, "g", b["i"], x, y), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(p.outer(x, y, b), _per_sample(p, "f", b["j"], x, y), rtol=1e-14, atol=1e-14)
+    out = []
+    for cache in (True, False):
+        SimulatedQuadratic.CACHE_BATCH = cache
+        try:
+            out.append(outer_loop(p, harness.estimator("fsla", batch_size=4), 6, 0.1, seed=1).x_final)
+        finally:
+            SimulatedQuadratic.CACHE_BATCH = True
+    assert torch.equal(out[0], out[1])
