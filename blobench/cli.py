@@ -402,10 +402,12 @@ def cmd_data(a) -> int:
     rows = [r for r in ds.listing(folder) if r["name"] in names]
     if a.action == "list":
         print(f"data folder: {folder.resolve()} (BLOBENCH_DATA or --data-dir; `blobench data fetch` fills it)")
+        wn = max([14] + [len(r["name"]) for r in rows])
+        ws = max([28] + [len(r["source"]) for r in rows])
         for r in rows:
-            print(f"{r['name']:<14} {r['state']:<8} {r['source']:<28} {r['files']}")
-            print(f"{'':<14} {r['description']}")
-            print(f"{'':<14} licence: {r['licence']}")
+            print(f"{r['name']:<{wn}} {r['state']:<8} {r['source']:<{ws}} {r['files']}")
+            print(f"{'':<{wn}} {r['description']}")
+            print(f"{'':<{wn}} licence: {r['licence']}")
         for name, why in ds.NOT_FETCHED.items():
             print(f"{name}: not fetched: {why}")
         return 0

@@ -20,6 +20,21 @@ pytestmark = pytest.mark.skipif(not (data_dir() / "mnist.npz").is_file(),
 SLICE = dict(n_train=150, n_val=100, n_test=300)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_start_cache():
+    """These tests leave the data folder as they found it: no start-point cache files (one test below turns the
+    cache on in a folder of its own)."""
+    import os
+
+    old = os.environ.get("BLOBENCH_TRUTH_CACHE")
+    os.environ["BLOBENCH_TRUTH_CACHE"] = "0"
+    yield
+    if old is None:
+        os.environ.pop("BLOBENCH_TRUTH_CACHE", None)
+    else:
+        os.environ["BLOBENCH_TRUTH_CACHE"] = old
+
+
 @pytest.fixture(scope="module")
 def small():
     return harness.problem("datacleaning", **SLICE)
@@ -128,3 +143,33 @@ def test_heldout_errors_along_convergence(small):
     last = {r["quantity"]: r["value"] for r in rows if r["iteration"] == 20}
     assert 0 <= last["test_error"] < first["test_error"]  # 20 SOBA steps already classify better than W = 0
     assert last["test_error_star"] < 0.5  # y*(x) on 150 noisy samples: far better than chance (0.9)
+
+
+def _soba_rows(**env):
+    from blobench.measure.outer import outer_loop
+
+    p = harness.problem("datacleaning", stochastic=True, **SLICE)
+    e = harness.estimator("soba", inner_lr=0.1, solver_lr=0.1, batch_size=16)
+    rows = outer_loop(p, e, steps=8, outer_lr=100.0, eval_every=4).rows()
+    return p, [(r["iteration"], r["quantity"], repr(r["value"])) for r in rows]  # repr: NaN equals NaN, bit for bit
+
+
+def test_start_point_cache_changes_no_number(tmp_path, monkeypatch):
+    """The start-point cache (y*(x0), V(x0), the power-iteration L; module docstring of datacleaning.py): the first
+    cell writes it, a second cell reads it instead of solving, and every row of both equals the uncached run's bit
+    for bit (the later truths warm-start from the cached arrays as from computed ones). A tampered cache shows."""
+    (tmp_path / "mnist.npz").symlink_to(data_dir() / "mnist.npz")
+    p0, plain = _soba_rows()
+    monkeypatch.setenv("BLOBENCH_DATA", str(tmp_path))
+    monkeypatch.setenv("BLOBENCH_TRUTH_CACHE", "1")
+    p1, first = _soba_rows()
+    files = list((tmp_path / ".cache").glob("datacleaning-*.npz"))
+    assert len(files) == 1 and p1._start is None
+    p2, second = _soba_rows()
+    assert p2._start is not None and p2.constants == p0.constants
+    assert first == plain and second == plain
+    z = dict(np.load(str(files[0])))
+    z["v0"] = z["v0"] * (1 + 1e-6)
+    np.savez(str(files[0]), **z)
+    _, tampered = _soba_rows()
+    assert tampered != plain

