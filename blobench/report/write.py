@@ -67,7 +67,8 @@ def slice_folder(out_root: Path, run_name: str, where: Any) -> Path:
 
 
 def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any = None,
-                 out_dir: str | Path | None = None, where: Any = None, progress: bool = False) -> Path:
+                 out_dir: str | Path | None = None, where: Any = None, progress: bool = False,
+                 jobs: int | None = None) -> Path:
     """Write ``<out_root>/<run-id>/report.md`` and ``index.html`` (figures beside them); returns report.md.
 
     ``claims``: claim results, their rows, or a claims JSON path; default ``<run>/claims.json`` if present.
@@ -77,6 +78,9 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     (:func:`slice_folder`) unless ``out_dir`` is given.
     The report is written into a temporary folder and swapped in (:func:`owned_output`); ``out_dir`` must be new,
     empty or a folder blobench wrote. ``progress``: one line per section on stderr (what it does, seconds).
+    ``jobs``: worker processes that write the figures while the sections draw the next ones (``report --jobs``;
+    default: the usable CPUs, at most 4; 1: in this process); the files are the same bytes whatever ``jobs``
+    (:func:`blobench.report.style.parallel_figures`).
     """
     from blobench.engine.store import load, read_manifest, resolve_run
 
@@ -97,8 +101,13 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     claims_source = ""
     if claims is None:
         claims, claims_source = latest_claims(run_dir)
+    t0 = time.perf_counter()
     with owned_output(final) as out:
-        _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
+        with style.parallel_figures(jobs) as workers:
+            _say(progress, f"figures rendered by {workers} worker process(es)" if workers else
+                 "figures rendered in this process")
+            _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
+        _say(progress, f"written in {time.perf_counter() - t0:.1f} s")
     return final / "report.md"
 
 
@@ -172,4 +181,5 @@ def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: An
     body._ids |= first._ids  # anchors stay unique across the lead and the sections
     (out / "report.md").write_text(render_markdown(header, body, first))
     (out / "index.html").write_text(render_html(title, header, body, first))
-    _say(progress, f"done: {len(ctx.figures)} figure(s) in {time.perf_counter() - t_all:.1f} s")
+    _say(progress, f"page done: {len(ctx.figures)} figure(s) drawn in {time.perf_counter() - t_all:.1f} s"
+         + ("; waiting for their files" if style._POOL else ""))
