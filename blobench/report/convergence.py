@@ -35,9 +35,9 @@ ALWAYS_LOG = ("grad_norm_sq", "value_gap", "dist_stationary")
 def target_kind(problem: str, pparams: dict) -> str:
     """"argmin" or "unrolled": the problem's ``target.kind`` ("argmin" where the problem cannot be built)."""
     try:
-        from blobench.core import api
+        from blobench.report.base import problem_instance
 
-        return str(getattr(api.problem(problem, **pparams).target, "kind", "argmin"))
+        return str(getattr(problem_instance(problem, json.dumps(pparams, sort_keys=True)).target, "kind", "argmin"))
     except Exception:  # an unknown plugin or bad params: the bilevel default
         return "argmin"
 

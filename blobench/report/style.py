@@ -407,6 +407,9 @@ def _render_pickled(blob: bytes, out: str, png: str, svg: str) -> None:
 
 
 _POOL: list[_FigurePool] = []
+#: inside :func:`parallel_figures`: folder -> its figure records, written to ``figures.json`` once, at the end
+#: (rewriting the whole manifest after every figure was quadratic in the number of figures)
+_MANIFESTS: list[dict[Path, list[dict[str, Any]]]] = []
 
 
 def default_jobs() -> int:
@@ -421,33 +424,55 @@ def default_jobs() -> int:
 @contextlib.contextmanager
 def parallel_figures(jobs: int | None = None) -> Iterator[int]:
     """``with parallel_figures(jobs):`` :func:`save` hands each figure to ``jobs`` worker processes and returns at
-    once; leaving the block waits for every file (an error in a worker is raised here; on an error or Ctrl-C in
-    the block the workers are stopped). ``jobs`` None: :func:`default_jobs`; 1 (or no ``fork`` on this system):
-    serial, in this process. Yields the number of workers (0: serial)."""
+    once; leaving the block waits for every file and writes the figure manifests (an error in a worker is raised
+    here; on an error or Ctrl-C in the block the workers are stopped and nothing more is written). ``jobs`` None:
+    :func:`default_jobs`; 1 (or no ``fork`` on this system): serial, in this process. Yields the number of
+    workers (0: serial). The files are the same bytes whatever ``jobs``."""
     import multiprocessing
 
     jobs = default_jobs() if jobs is None else int(jobs)
-    if jobs <= 1 or _POOL or "fork" not in multiprocessing.get_all_start_methods():
-        yield 0
-        return
-    pool = _FigurePool(jobs)
-    _POOL.append(pool)
+    nested = bool(_POOL or _MANIFESTS)
+    pool = None
+    if jobs > 1 and not nested and "fork" in multiprocessing.get_all_start_methods():
+        pool = _FigurePool(jobs)
+        _POOL.append(pool)
+    manifests: dict[Path, list[dict[str, Any]]] = {}
+    if not nested:
+        _MANIFESTS.append(manifests)
     try:
-        yield jobs
+        yield jobs if pool is not None else 0
     except BaseException:
-        pool.close()
+        if pool is not None:
+            pool.close()
         raise
     else:
-        pool.finish()
+        if pool is not None:
+            pool.finish()
+        for out, recs in manifests.items():
+            (out / MANIFEST).write_text(json.dumps(recs, indent=1))
     finally:
-        _POOL.remove(pool)
+        if pool is not None:
+            _POOL.remove(pool)
+        if not nested:
+            _MANIFESTS.remove(manifests)
+
+
+def _manifest(out: Path) -> list[dict[str, Any]]:
+    """The figure records of ``out`` (the deferred list inside :func:`parallel_figures`, else the file)."""
+    if _MANIFESTS:
+        if out not in _MANIFESTS[-1]:
+            path = out / MANIFEST
+            _MANIFESTS[-1][out] = json.loads(path.read_text()) if path.is_file() else []
+        return _MANIFESTS[-1][out]
+    path = out / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def save(fig: Any, out: Path, stem: str, caption: str, section: str) -> dict[str, Any]:
     """Write ``<stem>.png`` and ``<stem>.svg``; append the figure's record to ``figures.json``; close it.
 
     ``stem`` is slugged (:func:`slug`): every file a report writes stays inside ``out``. Inside
-    :func:`parallel_figures` the files are written by a worker process (they exist once the block is left)."""
+    :func:`parallel_figures` the files are written by a worker process and the manifest at the end of the block."""
     out.mkdir(parents=True, exist_ok=True)
     stem = unique_stem(out, stem)
     rec = {"name": stem, "png": f"{stem}.png", "svg": f"{stem}.svg", "caption": caption, "section": section,
@@ -458,10 +483,10 @@ def save(fig: Any, out: Path, stem: str, caption: str, section: str) -> dict[str
         _POOL[-1].submit(fig, out, rec["png"], rec["svg"])
     else:
         render_files(fig, out, rec["png"], rec["svg"])
-    path = out / MANIFEST
-    recs = json.loads(path.read_text()) if path.is_file() else []
-    recs = [r for r in recs if r.get("name") != stem] + [rec]
-    path.write_text(json.dumps(recs, indent=1))
+    recs = _manifest(out)
+    recs[:] = [r for r in recs if r.get("name") != stem] + [rec]
+    if not _MANIFESTS:
+        (out / MANIFEST).write_text(json.dumps(recs, indent=1))
     return rec
 
 
@@ -469,8 +494,7 @@ def unique_stem(out: Path, stem: str) -> str:
     """``slug(stem)``, suffixed ``_2``, ``_3``, ... when a figure of that name is already in ``out``'s manifest
     (two experiment names that slug alike must not overwrite each other's figures)."""
     stem = slug(stem)
-    path = out / MANIFEST
-    taken = {r.get("name") for r in json.loads(path.read_text())} if path.is_file() else set()
+    taken = {r.get("name") for r in _manifest(out)}
     if stem not in taken:
         return stem
     i = 2

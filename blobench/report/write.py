@@ -1,18 +1,15 @@
 """The report writer: ``write_report(run)`` (the package docstring describes the page and its sections)."""
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from blobench.report import base
 from blobench.report import style
-from blobench.report.base import MARKER, SECTIONS, Context, check_owned, is_owned, section  # noqa: F401
+from blobench.report.base import (MARKER, SECTIONS, Context, check_owned, is_owned, owned_output,  # noqa: F401
+                                  section)
 from blobench.report.page import Doc, md_table, render_html, render_markdown
 from blobench.report.results import apply_where, where_text
 
@@ -34,30 +31,6 @@ __all__ = ["write_report", "theoretical_rate", "rate_violation", "claims_rows", 
            "kappa_scaling_section", "section", "Context", "Doc", "SECTIONS"]
 
 GENERATED = ("*.png", "*.svg", style.MANIFEST)
-@contextlib.contextmanager
-def owned_output(out: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``out``; on success, mark it and swap it in for ``out``.
-
-    An interrupted report (SIGINT, an error) leaves the previous ``out`` untouched and no temporary folder: the
-    page never points at figures that are gone. The swap is two renames (old out aside, new in) and a delete."""
-    check_owned(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        (tmp / MARKER).write_text("written by blobench report; this folder is replaced on each report\n")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def slice_folder(out_root: Path, run_name: str, where: Any) -> Path:
@@ -152,6 +125,7 @@ def _say(progress: bool, text: str) -> None:
 def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: Any, where: Any,
            claims_source: str = "", progress: bool = False) -> None:
     t_all = time.perf_counter()
+    base.problem_instance.cache_clear()  # built once per report (a plugin may have been redefined since the last)
     _say(progress, f"{run_dir.name}: {len(raw)} rows loaded; writing sections")
     df, dropped = base.dedup_deterministic(raw)
     order = [e.get("name") for e in ((man.get("matrix") or {}).get("experiment") or []) if isinstance(e, dict)]
