@@ -193,3 +193,27 @@ def test_compare_out_refuses_a_user_folder_and_replaces_its_own(tmp_path, capsys
     assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
     assert not (out / "stale.svg").exists() and (out / "index.html").is_file()
     assert "written by blobench compare" in (out / MARKER).read_text()
+
+
+def _two_experiment_matrix(second: str) -> dict:
+    exp = {"problem": "quadratic", "problem_params": {"dim": 3, "kappa": 4}, "estimators": ["itd"],
+           "metric": "error_vs_budget", "metric_params": {"budget": "inner_steps", "values": [1, 2]}}
+    return {"name": "dup", "seeds": [0], "experiment": [{"name": "first-copy", **exp}, {"name": second, **exp}]}
+
+
+def test_duplicated_and_renamed_experiments_show_under_their_current_names(tmp_path, capsys):
+    """Issue 23: a second experiment with the same cells was dropped from the report, and a renamed experiment kept
+    its old label (the shard holds one experiment name); `runs` must not call the shared cells incomplete."""
+    from blobench.engine.runner import run as run_matrix
+    from blobench.report.results import list_runs
+
+    runs = tmp_path / "runs"
+    run_dir = run_matrix(_two_experiment_matrix("second-copy"), runs_dir=runs, progress=False)
+    md = write_report(run_dir, out_dir=tmp_path / "r1").read_text()
+    assert "first-copy" in md and "second-copy" in md
+    row = list_runs(runs).iloc[0]
+    assert row["status"] == "complete" and row["cells"] == "1/1"
+    # rename the second experiment: no cell reruns (same keys), the report shows the new name only
+    run_matrix(_two_experiment_matrix("renamed"), runs_dir=runs, progress=False)
+    md = write_report(run_dir, out_dir=tmp_path / "r2").read_text()
+    assert "renamed" in md and "second-copy" not in md and "first-copy" in md

@@ -60,7 +60,7 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     run_dir = resolve_run(run)
     man = read_manifest(run_dir)
     load_manifest_plugins(man)
-    raw = load(run_dir)
+    raw = by_experiment(load(run_dir), man)
     title = f"blobench report: {run_dir.name}"
     if where:
         raw = apply_where(raw, where)
@@ -82,6 +82,31 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
             _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
         _say(progress, f"written in {time.perf_counter() - t0:.1f} s")
     return final / "report.md"
+
+
+def by_experiment(raw: Any, man: dict) -> Any:
+    """The rows with each experiment of the run's matrix under its current name, through the manifest's
+    ``experiments`` map (name -> cell keys): a shard records the one experiment that first ran it, so a second
+    experiment with the same cells was dropped from the report and a renamed one kept its old label. A cell of
+    several experiments appears once per experiment; rows of keys the map does not name (a run written before
+    the map) keep their shard's name."""
+    import pandas as pd
+
+    exps = man.get("experiments")
+    if not isinstance(exps, dict) or not exps or raw.empty or "key" not in raw:
+        return raw
+    parts, named = [], set()
+    for name, keys in exps.items():
+        if not isinstance(keys, list):
+            continue
+        part = raw[raw["key"].isin(keys)]
+        if len(part):
+            parts.append(part.assign(experiment=str(name)))
+        named |= set(keys)
+    rest = raw[~raw["key"].isin(named)]
+    if len(rest):
+        parts.append(rest)
+    return pd.concat(parts, ignore_index=True) if parts else raw
 
 
 def load_manifest_plugins(man: dict) -> list[str]:
