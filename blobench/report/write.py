@@ -77,10 +77,9 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     t0 = time.perf_counter()
     with owned_output(final) as out:
         with style.parallel_figures(jobs) as workers:
-            _say(progress, f"figures rendered by {workers} worker process(es)" if workers else
-                 "figures rendered in this process")
-            _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
-        _say(progress, f"written in {time.perf_counter() - t0:.1f} s")
+            nfig = _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
+        _say(progress, f"done: {nfig} figure(s) in {time.perf_counter() - t0:.1f} s ("
+             + (f"rendered by {workers} worker processes)" if workers else "rendered in this process)"))
     return final / "report.md"
 
 
@@ -148,7 +147,7 @@ def _say(progress: bool, text: str) -> None:
 
 
 def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: Any, where: Any,
-           claims_source: str = "", progress: bool = False) -> None:
+           claims_source: str = "", progress: bool = False) -> int:
     t_all = time.perf_counter()
     base.problem_instance.cache_clear()  # built once per report (a plugin may have been redefined since the last)
     _say(progress, f"{run_dir.name}: {len(raw)} rows loaded; writing sections")
@@ -180,5 +179,6 @@ def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: An
     body._ids |= first._ids  # anchors stay unique across the lead and the sections
     (out / "report.md").write_text(render_markdown(header, body, first))
     (out / "index.html").write_text(render_html(title, header, body, first))
-    _say(progress, f"page done: {len(ctx.figures)} figure(s) drawn in {time.perf_counter() - t_all:.1f} s"
+    _say(progress, f"page written: {len(ctx.figures)} figure(s) drawn in {time.perf_counter() - t_all:.1f} s"
          + ("; waiting for their files" if style._POOL else ""))
+    return len(ctx.figures)
