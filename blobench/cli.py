@@ -482,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="ci", choices=["ci", "full"], help="claim size for --claims")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
     s.add_argument("--jobs", "-j", type=int, default=None,
-                   help="worker processes rendering the figures (default: the usable CPUs, at most 4; 1: none); "
+                   help="worker processes rendering the figures (default: the idle CPUs, at most 4; 1 on a busy host: none); "
                         "the files are the same whatever the number")
     s.set_defaults(fn=cmd_report)
 
