@@ -227,8 +227,11 @@ def cmd_report(a) -> int:
 
         results = check(None, size=a.size, errors="record")
         claims = save_results(results, resolve_run(a.run) / "claims.json", size=a.size)
+    jobs = getattr(a, "jobs", None)
+    if jobs is not None and jobs < 1:
+        raise BlobenchError(f"report --jobs must be at least 1, got {jobs}")
     md = write_report(a.run, a.reports_dir, claims=claims, out_dir=a.out, where=getattr(a, "where", None),
-                      progress=not getattr(a, "quiet", False))
+                      progress=not getattr(a, "quiet", False), jobs=jobs)
     _print_report_paths(md)
     return 0
 
@@ -480,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--claims-file", help="include the claims table from this JSON (from check --json)")
     s.add_argument("--size", default="ci", choices=["ci", "full"], help="claim size for --claims")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+    s.add_argument("--jobs", "-j", type=int, default=None,
+                   help="worker processes rendering the figures (default: the idle CPUs, at most 4; 1 on a busy host: none); "
+                        "the files are the same whatever the number")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("plot", help="one figure from a run: --y QUANTITY against --x, one line per --hue")

@@ -133,3 +133,87 @@ def test_complexity_caption_promises_a_lower_bound_only_where_one_is_drawn(tmp_p
     (fig,) = json.loads((out / "figures.json").read_text())
     assert ("with the lower bound" in fig["caption"]) is lower_bound
     assert ("no lower bound drawn" in fig["caption"]) is not lower_bound
+
+
+def _compare_pair(tmp_path: Path) -> tuple[Path, Path]:
+    from tests.test_results_cli import _changed_copy
+
+    a = make_run(tmp_path, {"error_vs_budget", "bias_variance"})
+    return a, _changed_copy(a, tmp_path / "runs" / "synth-b")
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupted_compare_leaves_the_previous_page_whole(tmp_path, monkeypatch, stop):
+    """`compare --out` deleted the old figures first and wrote the new ones in place: SIGINT (or an error) after the
+    first figure left a page pointing at figures that were gone. Now it writes through the report's temporary-folder
+    swap: the previous page stays byte for byte, and no temporary folder is left behind."""
+    import blobench.report.style as style
+
+    a, b = _compare_pair(tmp_path)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    before = _files(out)
+    assert (out / MARKER).is_file() and "compare_values.png" in before and "compare_timings.png" in before
+    real_save, calls = style.save, []
+
+    def save_then_stop(fig, folder, *args, **kw):
+        calls.append(args[0])
+        if len(calls) == 2:  # the first figure of the new comparison is written, the second and the page are not
+            raise stop("stopped mid-compare")
+        return real_save(fig, folder, *args, **kw)
+
+    monkeypatch.setattr(style, "save", save_then_stop)
+    # the other way round (B vs A), so that its figures differ from the page already there
+    if stop is KeyboardInterrupt:
+        assert main(["compare", str(b), str(a), "--out", str(out)]) == 130  # the CLI's Ctrl-C exit
+    else:
+        from blobench.report.results import compare_runs, write_compare_report
+
+        with pytest.raises(RuntimeError):
+            write_compare_report(compare_runs(b, a), out)
+    assert calls == ["compare_values", "compare_timings"]
+    assert _files(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_compare_out_refuses_a_user_folder_and_replaces_its_own(tmp_path, capsys):
+    a, b = _compare_pair(tmp_path)
+    mine = tmp_path / "paper"
+    mine.mkdir()
+    (mine / "fig1.png").write_bytes(b"my figure")
+    (mine / "figures.json").write_text("[]")
+    before = _files(mine)
+    assert main(["compare", str(a), str(b), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did not write" in err
+    assert _files(mine) == before
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    (out / "stale.svg").write_text("<svg/>")
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    assert not (out / "stale.svg").exists() and (out / "index.html").is_file()
+    assert "written by blobench compare" in (out / MARKER).read_text()
+
+
+def _two_experiment_matrix(second: str) -> dict:
+    exp = {"problem": "quadratic", "problem_params": {"dim": 3, "kappa": 4}, "estimators": ["itd"],
+           "metric": "error_vs_budget", "metric_params": {"budget": "inner_steps", "values": [1, 2]}}
+    return {"name": "dup", "seeds": [0], "experiment": [{"name": "first-copy", **exp}, {"name": second, **exp}]}
+
+
+def test_duplicated_and_renamed_experiments_show_under_their_current_names(tmp_path, capsys):
+    """Issue 23: a second experiment with the same cells was dropped from the report, and a renamed experiment kept
+    its old label (the shard holds one experiment name); `runs` must not call the shared cells incomplete."""
+    from blobench.engine.runner import run as run_matrix
+    from blobench.report.results import list_runs
+
+    runs = tmp_path / "runs"
+    run_dir = run_matrix(_two_experiment_matrix("second-copy"), runs_dir=runs, progress=False)
+    md = write_report(run_dir, out_dir=tmp_path / "r1").read_text()
+    assert "first-copy" in md and "second-copy" in md
+    row = list_runs(runs).iloc[0]
+    assert row["status"] == "complete" and row["cells"] == "1/1"
+    # rename the second experiment: no cell reruns (same keys), the report shows the new name only
+    run_matrix(_two_experiment_matrix("renamed"), runs_dir=runs, progress=False)
+    md = write_report(run_dir, out_dir=tmp_path / "r2").read_text()
+    assert "renamed" in md and "second-copy" not in md and "first-copy" in md

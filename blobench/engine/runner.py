@@ -820,7 +820,15 @@ def _run_locked(m: Matrix, keyed, run_dir: Path, n_keys: int, jobs: int, backend
         _warn_hidden(run_dir, m, {k for _, k in keyed}, progress)
         # "cells": distinct cells (a matrix listing one cell twice has one shard for it: counting the listing made
         # ``runs`` say "incomplete 1/3" forever)
+        # "experiments": the cell keys of each experiment of this matrix, under its current name: a shard holds one
+        # experiment name (the first that ran it), so a second experiment with the same cells, or a renamed one,
+        # is shown by the report through this map (issue 23)
+        exps: dict[str, list[str]] = {}
+        for c, k in keyed:
+            if k not in exps.setdefault(c.experiment, []):
+                exps[c.experiment].append(k)
         write_manifest(run_dir, {**manifest_for(m, jobs, backend), "cells": n_keys, "listed_cells": len(m.cells),
+                                 "experiments": exps,
                                  "plugins": paths, "cell_timeout": cell_timeout,
                                  "diverge_bound": diverge_bound, "scheduler": scheduler})
         write_current_keys(run_dir, [k for _, k in keyed])

@@ -2,11 +2,15 @@
 (status filter, parameter labels with resolved defaults, deduplication of deterministic cells)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -138,9 +142,8 @@ def resolved_params(estimator: str, eparams: dict, problem: str | None = None, p
     out = dict(getattr(est, "p", eparams))
     if any(v is None for v in out.values()):
         try:
-            from blobench.core import api
-
-            prob = prob if prob is not None else api.problem(problem, **(pparams or {}))
+            prob = prob if prob is not None else problem_instance(str(problem), json.dumps(pparams or {},
+                                                                                         sort_keys=True))
         except Exception:
             prob = None
         for k, v in list(out.items()):
@@ -151,6 +154,16 @@ def resolved_params(estimator: str, eparams: dict, problem: str | None = None, p
                 except Exception:  # a resolver that needs more than the problem: keep None
                     pass
     return out
+
+
+@lru_cache(maxsize=256)
+def problem_instance(problem: str, pparams_json: str) -> Any:
+    """The problem ``problem(**json.loads(pparams_json))``, built once per report process: the sections only read
+    it (its target kind, the constants default parameters resolve from), and building one can cost a solve (the
+    default report built 96 problems for 25 configurations). Raises what ``api.problem`` raises."""
+    from blobench.core import api
+
+    return api.problem(problem, **json.loads(pparams_json))
 
 
 def estimator_params(row: Any) -> dict:
@@ -290,3 +303,32 @@ def is_owned(out: Path) -> bool:
     except OSError:
         return False
     return first.startswith(("# blobench report: ", "# blobench compare: "))
+
+
+@contextlib.contextmanager
+def owned_output(out: Path, writer: str = "report") -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``out``; on success, mark it and swap it in for ``out``.
+
+    ``out`` must be new, empty, or a folder blobench wrote (:func:`check_owned`); ``writer`` names the command in
+    the marker file. ``report`` and ``compare --out`` both write through here.
+
+    An interrupted report (SIGINT, an error) leaves the previous ``out`` untouched and no temporary folder: the
+    page never points at figures that are gone. The swap is two renames (old out aside, new in) and a delete."""
+    check_owned(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        (tmp / MARKER).write_text(f"written by blobench {writer}; this folder is replaced on each {writer}\n")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -35,9 +35,9 @@ ALWAYS_LOG = ("grad_norm_sq", "value_gap", "dist_stationary")
 def target_kind(problem: str, pparams: dict) -> str:
     """"argmin" or "unrolled": the problem's ``target.kind`` ("argmin" where the problem cannot be built)."""
     try:
-        from blobench.core import api
+        from blobench.report.base import problem_instance
 
-        return str(getattr(api.problem(problem, **pparams).target, "kind", "argmin"))
+        return str(getattr(problem_instance(problem, json.dumps(pparams, sort_keys=True)).target, "kind", "argmin"))
     except Exception:  # an unknown plugin or bad params: the bilevel default
         return "argmin"
 
@@ -53,9 +53,14 @@ def with_calls_total(c: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves(c: pd.DataFrame, xcol: str) -> pd.DataFrame:
-    """Mean over seeds of (x, value) per (estimator config, iteration), with a 95 % normal band."""
-    g = c.groupby(["estimator", "estimator_params", "problem_params", "iteration"])
-    r = g.agg(x=(xcol, "mean"), y=("value", "mean"), sd=("value", "std"), n=("value", "size")).reset_index()
+    """Mean over seeds of (x, value) per (estimator config, iteration), with a 95 % normal band.
+
+    (One grouping and pandas' own mean/std kernels: the same numbers as a named ``agg``, in half the time.)"""
+    keys = ["estimator", "estimator_params", "problem_params", "iteration"]
+    g = c[keys + ([xcol] if xcol not in keys else []) + ["value"]].groupby(keys)
+    m = g.mean()
+    x = m[xcol] if xcol in m else pd.Series(m.index.get_level_values(xcol).to_numpy(dtype=float), index=m.index)
+    r = pd.DataFrame({"x": x, "y": m["value"], "sd": g["value"].std(), "n": g.size()}).reset_index()
     half = 1.96 * r["sd"].fillna(0) / np.sqrt(r["n"].clip(lower=1))
     r["lo"], r["hi"] = r["y"] - half, r["y"] + half
     return r.sort_values(["estimator", "estimator_params", "iteration"])

@@ -160,7 +160,11 @@ def render(ctx: Context, doc: Doc) -> None:
                                "measured": f["asymptotic_rate"], "predicted": f["theoretical_rate"], "source": src})
         doc.flag(f"{f['problem']}, {f['estimator']}, budget {f['budget']}: asymptotic rate "
                  f"{f['asymptotic_rate']:.5g} {f['95% CI']} exceeds the theoretical bound {f['theoretical_rate']:.5g} ({src})")
-    doc.table(table.drop(columns=["label"]) if not table.empty else table)
+    shown = table.drop(columns=["label"]) if not table.empty else table
+    if "theoretical_rate" in shown:  # no bound is "-", not "nan" (issue 26)
+        shown = shown.assign(theoretical_rate=[v if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+                                               for v in shown["theoretical_rate"]])
+    doc.table(shown)
     err = labelled(d[(d["quantity"] == "error") & d["budget"].notna()])
     if err.empty:
         return

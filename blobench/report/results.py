@@ -336,19 +336,24 @@ def compare_runs(run_a: str | Path, run_b: str | Path, rtol: float = 1e-9, where
 
 def write_compare_report(cmp: dict[str, Any], out: Path) -> Path:
     """A page (report.md, index.html) with the comparison tables and two figures: run B's values against
-    run A's (changed rows), and the per-cell time ratio B/A."""
+    run A's (changed rows), and the per-cell time ratio B/A.
+
+    Written like a report (:func:`blobench.report.base.owned_output`): into a temporary folder swapped in for
+    ``out`` when complete, so SIGINT or an error mid-compare leaves the previous page whole; a folder blobench did
+    not write is refused in one line, nothing deleted."""
+    from blobench.report.base import owned_output
+
+    out = Path(out)
+    with owned_output(out, writer="compare") as tmp:
+        _write_compare(cmp, tmp)
+    return out / "report.md"
+
+
+def _write_compare(cmp: dict[str, Any], out: Path) -> None:
     import numpy as np
     from blobench.report import style
     from blobench.report.page import Doc, render_html, render_markdown
 
-    from blobench.report.base import MARKER, check_owned
-
-    check_owned(out)  # a user's own folder is refused in one line, nothing deleted (as for reports)
-    out.mkdir(parents=True, exist_ok=True)
-    for pattern in ("*.png", "*.svg", style.MANIFEST):
-        for old in out.glob(pattern):
-            old.unlink()
-    (out / MARKER).write_text("written by blobench compare; its figures are replaced on each compare\n")
     doc = Doc()
     doc.h(2, "Summary", anchor="summary")
     doc.ul(_summary_lines(cmp))
@@ -424,7 +429,6 @@ def write_compare_report(cmp: dict[str, Any], out: Path) -> Path:
     header.h(1, title)
     (out / "report.md").write_text(render_markdown(header, doc))
     (out / "index.html").write_text(render_html(title, header, doc))
-    return out / "report.md"
 
 
 def _summary_lines(cmp: dict[str, Any]) -> list[str]:

@@ -1,18 +1,15 @@
 """The report writer: ``write_report(run)`` (the package docstring describes the page and its sections)."""
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from blobench.report import base
 from blobench.report import style
-from blobench.report.base import MARKER, SECTIONS, Context, check_owned, is_owned, section  # noqa: F401
+from blobench.report.base import (MARKER, SECTIONS, Context, check_owned, is_owned, owned_output,  # noqa: F401
+                                  section)
 from blobench.report.page import Doc, md_table, render_html, render_markdown
 from blobench.report.results import apply_where, where_text
 
@@ -34,30 +31,6 @@ __all__ = ["write_report", "theoretical_rate", "rate_violation", "claims_rows", 
            "kappa_scaling_section", "section", "Context", "Doc", "SECTIONS"]
 
 GENERATED = ("*.png", "*.svg", style.MANIFEST)
-@contextlib.contextmanager
-def owned_output(out: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``out``; on success, mark it and swap it in for ``out``.
-
-    An interrupted report (SIGINT, an error) leaves the previous ``out`` untouched and no temporary folder: the
-    page never points at figures that are gone. The swap is two renames (old out aside, new in) and a delete."""
-    check_owned(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        (tmp / MARKER).write_text("written by blobench report; this folder is replaced on each report\n")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def slice_folder(out_root: Path, run_name: str, where: Any) -> Path:
@@ -67,7 +40,8 @@ def slice_folder(out_root: Path, run_name: str, where: Any) -> Path:
 
 
 def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any = None,
-                 out_dir: str | Path | None = None, where: Any = None, progress: bool = False) -> Path:
+                 out_dir: str | Path | None = None, where: Any = None, progress: bool = False,
+                 jobs: int | None = None) -> Path:
     """Write ``<out_root>/<run-id>/report.md`` and ``index.html`` (figures beside them); returns report.md.
 
     ``claims``: claim results, their rows, or a claims JSON path; default ``<run>/claims.json`` if present.
@@ -77,13 +51,16 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     (:func:`slice_folder`) unless ``out_dir`` is given.
     The report is written into a temporary folder and swapped in (:func:`owned_output`); ``out_dir`` must be new,
     empty or a folder blobench wrote. ``progress``: one line per section on stderr (what it does, seconds).
+    ``jobs``: worker processes that write the figures while the sections draw the next ones (``report --jobs``;
+    default: the idle CPUs, at most 4, else 1: in this process); the files are the same bytes whatever ``jobs``
+    (:func:`blobench.report.style.parallel_figures`).
     """
     from blobench.engine.store import load, read_manifest, resolve_run
 
     run_dir = resolve_run(run)
     man = read_manifest(run_dir)
     load_manifest_plugins(man)
-    raw = load(run_dir)
+    raw = by_experiment(load(run_dir), man)
     title = f"blobench report: {run_dir.name}"
     if where:
         raw = apply_where(raw, where)
@@ -97,9 +74,38 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     claims_source = ""
     if claims is None:
         claims, claims_source = latest_claims(run_dir)
+    t0 = time.perf_counter()
     with owned_output(final) as out:
-        _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
+        with style.parallel_figures(jobs) as workers:
+            nfig = _write(run_dir, man, raw, out, title, claims, where, claims_source, progress)
+        _say(progress, f"done: {nfig} figure(s) in {time.perf_counter() - t0:.1f} s ("
+             + (f"rendered by {workers} worker processes)" if workers else "rendered in this process)"))
     return final / "report.md"
+
+
+def by_experiment(raw: Any, man: dict) -> Any:
+    """The rows with each experiment of the run's matrix under its current name, through the manifest's
+    ``experiments`` map (name -> cell keys): a shard records the one experiment that first ran it, so a second
+    experiment with the same cells was dropped from the report and a renamed one kept its old label. A cell of
+    several experiments appears once per experiment; rows of keys the map does not name (a run written before
+    the map) keep their shard's name."""
+    import pandas as pd
+
+    exps = man.get("experiments")
+    if not isinstance(exps, dict) or not exps or raw.empty or "key" not in raw:
+        return raw
+    parts, named = [], set()
+    for name, keys in exps.items():
+        if not isinstance(keys, list):
+            continue
+        part = raw[raw["key"].isin(keys)]
+        if len(part):
+            parts.append(part.assign(experiment=str(name)))
+        named |= set(keys)
+    rest = raw[~raw["key"].isin(named)]
+    if len(rest):
+        parts.append(rest)
+    return pd.concat(parts, ignore_index=True) if parts else raw
 
 
 def load_manifest_plugins(man: dict) -> list[str]:
@@ -141,8 +147,9 @@ def _say(progress: bool, text: str) -> None:
 
 
 def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: Any, where: Any,
-           claims_source: str = "", progress: bool = False) -> None:
+           claims_source: str = "", progress: bool = False) -> int:
     t_all = time.perf_counter()
+    base.problem_instance.cache_clear()  # built once per report (a plugin may have been redefined since the last)
     _say(progress, f"{run_dir.name}: {len(raw)} rows loaded; writing sections")
     df, dropped = base.dedup_deterministic(raw)
     order = [e.get("name") for e in ((man.get("matrix") or {}).get("experiment") or []) if isinstance(e, dict)]
@@ -172,4 +179,6 @@ def _write(run_dir: Path, man: dict, raw: Any, out: Path, title: str, claims: An
     body._ids |= first._ids  # anchors stay unique across the lead and the sections
     (out / "report.md").write_text(render_markdown(header, body, first))
     (out / "index.html").write_text(render_html(title, header, body, first))
-    _say(progress, f"done: {len(ctx.figures)} figure(s) in {time.perf_counter() - t_all:.1f} s")
+    _say(progress, f"page written: {len(ctx.figures)} figure(s) drawn in {time.perf_counter() - t_all:.1f} s"
+         + ("; waiting for their files" if style._POOL else ""))
+    return len(ctx.figures)

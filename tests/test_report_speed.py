@@ -1,0 +1,129 @@
+"""Report speed (issue 26): figures rendered by worker processes give the same bytes as the serial path; the
+savings that apply to every figure change no pixel; errors and Ctrl-C in the parallel path leave the previous
+report whole and no worker behind."""
+from __future__ import annotations
+
+import io
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blobench.report import style, write_report
+from tests.test_report import make_run
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("speed"), {"error_vs_budget", "convergence"})
+
+
+def test_parallel_figures_are_byte_identical_to_the_serial_path(run, tmp_path):
+    serial = _files(write_report(run, out_dir=tmp_path / "j1", jobs=1).parent)
+    parallel = _files(write_report(run, out_dir=tmp_path / "j2", jobs=2).parent)
+    figs = [n for n in serial if n.endswith(".png")]
+    assert len(figs) >= 2 and all(n[:-4] + ".svg" in serial for n in figs)
+    assert serial.keys() == parallel.keys()
+    assert [n for n in serial if serial[n] != parallel[n]] == []
+    assert b"<dc:date>" not in serial[figs[0][:-4] + ".svg"]  # reproducible SVG: no date, constant id salt
+    assert multiprocessing.active_children() == []  # the workers are gone
+
+
+def test_parallel_figures_uses_workers_and_serial_does_not():
+    with style.parallel_figures(2) as n:
+        assert n == 2 and style._POOL
+    with style.parallel_figures(1) as n:
+        assert n == 0 and not style._POOL
+
+
+def _render_fails(*args):
+    raise RuntimeError("a figure failed in its worker")
+
+
+def test_an_error_in_a_worker_fails_the_report_and_keeps_the_previous_one(run, tmp_path, monkeypatch):
+    out = tmp_path / "rep"
+    write_report(run, out_dir=out, jobs=2)
+    before = _files(out)
+    monkeypatch.setattr(style, "_render_pickled", _render_fails)  # the workers are forked after this
+    with pytest.raises(RuntimeError, match="failed in its worker"):
+        write_report(run, out_dir=out, jobs=2)
+    assert _files(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert multiprocessing.active_children() == []
+
+
+def test_ctrl_c_in_a_section_stops_the_workers(run, tmp_path, monkeypatch):
+    import blobench.report.base as base
+
+    out = tmp_path / "rep"
+    write_report(run, out_dir=out, jobs=2)
+    before = _files(out)
+
+    def interrupted(ctx, doc):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("blobench.report.write.SECTIONS",
+                        sorted(base.SECTIONS + [base.Section("boom", 41, interrupted)], key=lambda s: s.order))
+    with pytest.raises(KeyboardInterrupt):
+        write_report(run, out_dir=out, jobs=2)  # the error/convergence figures are already with the workers
+    assert _files(out) == before
+    assert multiprocessing.active_children() == []
+
+
+def _log_figure(lo: float, hi: float, ylabel: str = r"$\|\nabla\Phi(x_t)\|^2$"):
+    with style.themed():
+        fig, axes = style.new_figure(1, 2)
+        for ax in axes[0]:
+            x = np.arange(30)
+            ax.plot(x, np.geomspace(hi, lo, 30), "-o", label="m")
+            ax.set_yscale("log")
+            style.tidy_log_axis(ax)
+            ax.set_ylabel(ylabel)
+        style.legend_outside(fig, list(axes.flat))
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    with style.themed():
+        fig.savefig(buf, format="png", dpi=style.DPI)
+    return buf.getvalue()
+
+
+def test_invisible_minor_ticks_are_dropped_without_changing_a_pixel():
+    """A log axis over 12 decades: its ~100 minor ticks draw nothing (no tick mark in the theme, no label), and
+    dropping them leaves the PNG byte-identical."""
+    keep, drop = _log_figure(1e-12, 1.0), _log_figure(1e-12, 1.0)
+    assert style.drop_invisible_minor_ticks(drop) == 2
+    assert _png(keep) == _png(drop)
+
+
+def test_a_log_axis_within_one_decade_labels_its_minor_ticks():
+    """Before, an axis spanning less than a decade (no 10^k in view) had no tick label at all."""
+    fig = _log_figure(0.02, 0.08)
+    assert style.drop_invisible_minor_ticks(fig) == 0  # they carry the labels: kept
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.yaxis.get_minorticklabels() + ax.yaxis.get_majorticklabels() if t.get_text()]
+    assert len(labels) >= 2
+
+
+def test_mathtext_is_parsed_once_per_process(monkeypatch):
+    """matplotlib keyed its parse cache on the parser, and each renderer makes its own: the same tick labels were
+    parsed again for every figure and format."""
+    from matplotlib import _mathtext
+
+    assert style.share_mathtext_cache()
+    parses = []
+    real = _mathtext.Parser.parse
+    monkeypatch.setattr(_mathtext.Parser, "parse", lambda self, *a, **k: parses.append(a[0]) or real(self, *a, **k))
+    label = r"$\Phi_{\mathrm{parsed\ once}}(x)$"  # parsed by no other test
+    _png(_log_figure(1e-7, 3.0, label))
+    first = len(parses)
+    _png(_log_figure(1e-7, 3.0, label))  # a new figure, a new renderer: the same labels
+    assert first > 0 and len(parses) == first
