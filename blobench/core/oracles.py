@@ -75,7 +75,8 @@ class _LazyGrad:
     """torch.func.grad(fn, argnums=1), built on first call."""
 
     def __init__(self, fn: Callable):
-        self._fn, self._g = fn, None
+        self._fn: Callable = fn
+        self._g: Callable | None = None
 
     def __call__(self, *args: Any) -> Any:
         if self._g is None:
