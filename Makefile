@@ -25,8 +25,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/blobench run $(MATRIX) --jobs $(JOBS) --report
 
+# test: the fast suite on TEST_JOBS processes (pytest-xdist; torch uses one thread per test, tests/conftest.py)
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 # docs: the documentation site (mkdocs, built-in theme, opens offline) -> site/index.html; its hook
 # (docs/gen_reference.py) regenerates docs/reference/ from the registry and the CLI parser first
