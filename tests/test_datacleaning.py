@@ -158,7 +158,7 @@ def test_start_point_cache_changes_no_number(tmp_path, monkeypatch):
     """The start-point cache (y*(x0), V(x0), the power-iteration L; module docstring of datacleaning.py): the first
     cell writes it, a second cell reads it instead of solving, and every row of both equals the uncached run's bit
     for bit (the later truths warm-start from the cached arrays as from computed ones). A tampered cache shows."""
-    (tmp_path / "mnist.npz").symlink_to(data_dir() / "mnist.npz")
+    (tmp_path / "mnist.npz").symlink_to((data_dir() / "mnist.npz").resolve())  # data_dir() may be relative (./data)
     p0, plain = _soba_rows()
     monkeypatch.setenv("BLOBENCH_DATA", str(tmp_path))
     monkeypatch.setenv("BLOBENCH_TRUTH_CACHE", "1")
