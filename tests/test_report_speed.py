@@ -23,6 +23,10 @@ def run(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("speed"), {"error_vs_budget", "convergence"})
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "finding: in about one try in four, one SVG (convergence_synthetic.svg) of the 2-worker report has its y tick "
+    "labels translated to x = 16.80 against 20.03 in the serial report (the same labels, another axes offset), with "
+    "or without the shared mathtext cache (removed); not root-caused, so report workers are opt-in (default 1)"))
 def test_parallel_figures_are_byte_identical_to_the_serial_path(run, tmp_path):
     serial = _files(write_report(run, out_dir=tmp_path / "j1", jobs=1).parent)
     parallel = _files(write_report(run, out_dir=tmp_path / "j2", jobs=2).parent)
@@ -111,19 +115,3 @@ def test_a_log_axis_within_one_decade_labels_its_minor_ticks():
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.yaxis.get_minorticklabels() + ax.yaxis.get_majorticklabels() if t.get_text()]
     assert len(labels) >= 2
-
-
-def test_mathtext_is_parsed_once_per_process(monkeypatch):
-    """matplotlib keyed its parse cache on the parser, and each renderer makes its own: the same tick labels were
-    parsed again for every figure and format."""
-    from matplotlib import _mathtext
-
-    assert style.share_mathtext_cache()
-    parses = []
-    real = _mathtext.Parser.parse
-    monkeypatch.setattr(_mathtext.Parser, "parse", lambda self, *a, **k: parses.append(a[0]) or real(self, *a, **k))
-    label = r"$\Phi_{\mathrm{parsed\ once}}(x)$"  # parsed by no other test
-    _png(_log_figure(1e-7, 3.0, label))
-    first = len(parses)
-    _png(_log_figure(1e-7, 3.0, label))  # a new figure, a new renderer: the same labels
-    assert first > 0 and len(parses) == first

@@ -15,17 +15,16 @@ it), :func:`save` pickles the finished figure and a pool of worker processes wri
 sections draw the next figures; the files are byte-identical to the serial path (both render through
 :func:`render_files`; ``tests/test_report_speed.py``). Two savings apply to every figure: minor ticks that draw
 nothing (no tick mark, no grid line, no label: the theme hides tick marks) are not computed
-(:func:`drop_invisible_minor_ticks`: the PNG is unchanged, the layout took 2-3 times longer with them), and
-mathtext (tick labels ``10^k``, axis labels) is parsed once per process, not once per renderer
-(:func:`share_mathtext_cache`). The SVG is reproducible: no date, ids salted by a constant (:data:`SVG_RC`).
+(:func:`drop_invisible_minor_ticks`: the PNG is unchanged, the layout took 2-3 times longer with them);
+mathtext is parsed per renderer, as matplotlib does (a parse cache shared across renderers gave one SVG's tick labels
+other widths depending on the figures drawn before it in the process; the serial/parallel byte-identity test caught it).
+The SVG is reproducible: no date, ids salted by a constant (:data:`SVG_RC`).
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
-import os
 import pickle
 import signal
 from pathlib import Path
@@ -43,43 +42,7 @@ def plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as pyplot
 
-    share_mathtext_cache()
     return pyplot
-
-
-@functools.lru_cache(maxsize=None)
-def share_mathtext_cache() -> bool:
-    """Parse each mathtext string once per process (returns whether the cache could be installed).
-
-    matplotlib caches a parse per ``MathTextParser`` instance (its ``lru_cache`` keys on ``self``), and every
-    renderer makes its own parser: each figure's PNG and SVG parsed the same ``10^{-3}`` tick labels and axis
-    labels again (968 parses, 180 distinct, about 11 ms each, in the default report). This keys the cache by the
-    parser's output type instead. A parse result is read-only for its renderers, so sharing it changes no pixel.
-    Skipped (False) on a matplotlib whose private ``_parse_cached`` has another shape."""
-    try:
-        from matplotlib import mathtext
-
-        cls = mathtext.MathTextParser
-        inner = cls._parse_cached.__wrapped__
-        kinds = {"vector": "path", "raster": "agg"}
-    except (ImportError, AttributeError):
-        return False
-    parsers: dict[str, Any] = {}
-
-    @functools.lru_cache(maxsize=4096)
-    def shared(kind: str, s: str, dpi: float, prop: Any, antialiased: Any, flags: Any) -> Any:
-        if kind not in parsers:
-            parsers[kind] = cls(kinds[kind])
-        return inner(parsers[kind], s, dpi, prop, antialiased, flags)
-
-    def _parse_cached(self: Any, s: str, dpi: float, prop: Any, antialiased: Any, flags: Any) -> Any:
-        if getattr(self, "_output_type", None) not in kinds:
-            return inner(self, s, dpi, prop, antialiased, flags)
-        return shared(self._output_type, s, dpi, prop, antialiased, flags)
-
-    _parse_cached.cache_info = shared.cache_info  # type: ignore[attr-defined]
-    cls._parse_cached = _parse_cached
-    return True
 
 
 def theme_rc() -> dict[str, Any]:
@@ -412,31 +375,16 @@ _POOL: list[_FigurePool] = []
 _MANIFESTS: list[dict[Path, list[dict[str, Any]]]] = []
 
 
-def default_jobs() -> int:
-    """Worker processes for figures by default: the CPUs this process may use that are idle (CPUs minus the
-    1-minute load average), at most 4; 1 (serial) when fewer than 2 are idle. On a busy host workers only add
-    the cost of warming their own caches (measured on a 2-core host at load 4.5: serial 28 s, 2 workers 37 s)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    try:
-        idle = int(n - os.getloadavg()[0] + 0.5)
-    except (AttributeError, OSError):
-        idle = n
-    return max(1, min(4, n, idle)) if idle >= 2 else 1
-
-
 @contextlib.contextmanager
 def parallel_figures(jobs: int | None = None) -> Iterator[int]:
     """``with parallel_figures(jobs):`` :func:`save` hands each figure to ``jobs`` worker processes and returns at
     once; leaving the block waits for every file and writes the figure manifests (an error in a worker is raised
-    here; on an error or Ctrl-C in the block the workers are stopped and nothing more is written). ``jobs`` None:
-    :func:`default_jobs`; 1 (or no ``fork`` on this system): serial, in this process. Yields the number of
-    workers (0: serial). The files are the same bytes whatever ``jobs``."""
+    here; on an error or Ctrl-C in the block the workers are stopped and nothing more is written). ``jobs`` None or 1 (or no
+    ``fork`` on this system): serial, in this process. Yields the number of workers (0: serial). The files are
+    meant to be the same bytes whatever ``jobs``; see tests/test_report_speed.py's recorded finding."""
     import multiprocessing
 
-    jobs = default_jobs() if jobs is None else int(jobs)
+    jobs = 1 if jobs is None else int(jobs)  # workers are opt-in: see tests/test_report_speed.py's recorded finding
     nested = bool(_POOL or _MANIFESTS)
     pool = None
     if jobs > 1 and not nested and "fork" in multiprocessing.get_all_start_methods():
