@@ -1,7 +1,7 @@
 """Chen & Zhang's F2BA+ / AccF2BA+ as an executable claim, on Ji & Liang's SC-SC instance ``jl-scsc``.
 
 Source: Chen & Zhang, arXiv 2511.22331 ("On the Condition Number Dependency in Bilevel Optimization"); its body, its
-algorithm boxes and its theorems could not be read (``/work/shared/papers/lower_bounds.md`` Sec. 3). What is checked is
+algorithm boxes and its theorems could not be read (``../shared/papers/lower_bounds.md`` (beside the repository; docs/lower_bounds.md in the project) Sec. 3). What is checked is
 what the authors' public code does: TrueNobility303/F2BA @0a7ded11, ``medium_sized/l2reg.py`` (F2BA, AccF2BA) and
 ``plot_l2reg_det.py`` (the "+" settings), implemented in blobench/estimators/f2ba_plus.py. AccF2BA+ is F2BA+ plus an
 outer Nesterov step (momentum 0.9) with a restart rule: outer acceleration, which on a strongly convex Phi predicts

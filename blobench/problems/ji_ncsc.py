@@ -1,7 +1,7 @@
 """Ji 2025's nonconvex-strongly-convex hard instance (``ji-ncsc``), Theorem 1.
 
 Source: K. Ji, "Lower Complexity Bounds for Nonconvex-Strongly-Convex Bilevel Optimization with First-Order Oracles",
-arXiv 2511.19656 v2 (read from a text extraction of the full PDF; summary in ``/work/shared/papers/lower_bounds.md``
+arXiv 2511.19656 v2 (read from a text extraction of the full PDF; summary in ``../shared/papers/lower_bounds.md`` (beside the repository; docs/lower_bounds.md in the project)
 Sec. 2). Eq. (6)-(7):
 
     f(x; y) = sum_{i=1}^T (lam^2 L_f / L) [ Psi(-(C_l/lam) y^(i-1)_n) Phi(-(C_r/lam) y^(i)_1) - Psi((C_l/lam) y^(i-1)_n) Phi((C_r/lam) y^(i)_1) ]

@@ -2,7 +2,7 @@
 
 Source: K. Ji and Y. Liang, "Lower Bounds and Accelerated Algorithms for Bilevel Optimization", JMLR 24(22) (2023),
 Theorem 6, Corollary 7, eq. (19)-(22) and App. C eq. (49)-(52), read from the JMLR PDF (JmlrOrg/v24, 21-0949);
-summary in ``/work/shared/papers/lower_bounds.md`` Sec. 1.4.
+summary in ``../shared/papers/lower_bounds.md`` (beside the repository; docs/lower_bounds.md in the project) Sec. 1.4.
 
 Instance, eq. (20)-(21), x, y in R^d:
 

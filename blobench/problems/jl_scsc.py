@@ -2,7 +2,7 @@
 
 Source: K. Ji and Y. Liang, "Lower Bounds and Accelerated Algorithms for Bilevel Optimization", JMLR 24(22):1-56
 (2023) (arXiv 2102.03926), read from the JMLR PDF (JmlrOrg/v24, 21-0949); summary with page references in
-``/work/shared/papers/lower_bounds.md`` Sec. 1.3. Equation numbers below are the JMLR ones.
+``../shared/papers/lower_bounds.md`` (beside the repository; docs/lower_bounds.md in the project) Sec. 1.3. Equation numbers below are the JMLR ones.
 
 Instance, eq. (15), x, y in R^d:
 
