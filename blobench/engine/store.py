@@ -318,10 +318,23 @@ def read_current_keys(run_dir: Path) -> set[str] | None:
     return set(keys)
 
 
+def _arrow_owned(data: bytes) -> Any:
+    """``data`` copied into memory that arrow owns. A parquet read of a Python-owned buffer (``io.BytesIO`` or
+    ``pa.py_buffer``) leaves futures in arrow's thread pool that drop the last reference later, from that thread;
+    dropping a Python-owned buffer takes the GIL, and when that happens during interpreter shutdown the process
+    aborts ("terminate called without an active exception", exit -6: seen about one run in seven on a loaded host,
+    after a serial run that read its shards back). An arrow-owned copy needs no GIL to be freed."""
+    import numpy as np
+    import pyarrow as pa
+
+    buf = pa.allocate_buffer(len(data))
+    np.frombuffer(buf, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
+    return buf
+
+
 def read_shard(run_dir: Path, key: str) -> Any:
     """One verified shard as a DataFrame; a BlobenchError naming the file if its checksum or key does not match."""
-    import io
-
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = shard_path(run_dir, key)
@@ -334,7 +347,7 @@ def read_shard(run_dir: Path, key: str) -> Any:
     if why:
         raise BlobenchError(f"{path}: {why}{hint}")
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.read_table(pa.BufferReader(_arrow_owned(data)))
     except Exception as exc:  # noqa: BLE001 - matching checksum but unparsable: written broken
         raise BlobenchError(f"{path}: unreadable shard ({type(exc).__name__}: {exc}){hint}") from None
     meta = (table.schema.metadata or {}).get(KEY_META, b"").decode()
