@@ -27,6 +27,7 @@ import json
 import math
 import pickle
 import signal
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -165,17 +166,27 @@ def force_log(ax: Any, positive: Any, axis: str = "y") -> bool:
 
 
 def tidy_log_axis(ax: Any, axis: str = "y", max_labels: int = 6) -> None:
-    """At most ``max_labels`` labelled decades (10^k in mathtext), unlabelled minor ticks: no cluttered log axis.
+    """At most ``max_labels`` labelled decades (10^k in Unicode superscripts), unlabelled minor ticks: no cluttered
+    log axis.
 
     An axis whose view spans at most one decade (so at most one decade tick, often none) labels its minor ticks
     instead (2x10^k, 3x10^k, ...): before, such an axis had no tick label at all."""
-    from matplotlib.ticker import LogFormatterMathtext, LogFormatterSciNotation, LogLocator
+    from matplotlib.ticker import LogLocator
 
     a = ax.yaxis if axis == "y" else ax.xaxis
     a.set_major_locator(LogLocator(base=10, numticks=max_labels))
-    a.set_major_formatter(LogFormatterMathtext(base=10))
+    a.set_major_formatter(_superscript_formatter("mathtext"))
     a.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
-    a.set_minor_formatter(LogFormatterSciNotation(base=10, labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+    a.set_minor_formatter(_superscript_formatter("sci", labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
+def _superscript_formatter(kind: str, **kw: Any) -> Any:
+    """matplotlib's ``LogFormatterMathtext`` (``kind="mathtext"``: labelled decades) or ``LogFormatterSciNotation``
+    (``"sci"``: 2x10^k minor labels), with the labels in Unicode superscripts (:func:`superscript_label`)."""
+    from blobench.report import _ticks
+
+    cls = _ticks.SuperscriptDecades if kind == "mathtext" else _ticks.SuperscriptSci
+    return cls(base=10, **kw)
 
 
 def band(ax: Any, x: Any, lo: Any, hi: Any, color: Any, alpha: float = 0.18) -> None:
@@ -366,7 +377,35 @@ def _worker_init() -> None:
 
 
 def _render_pickled(blob: bytes, out: str, png: str, svg: str) -> None:
-    render_files(pickle.loads(blob), Path(out), png, svg)
+    render_files(unpickle_figure(blob), Path(out), png, svg)
+
+
+def unpickle_figure(blob: bytes) -> Any:
+    """``pickle.loads`` of a figure, with matplotlib's transform tree relinked by the new objects' ids.
+
+    A transform keeps its parents in a dict keyed by ``id(parent)`` and pickles those keys as they were; unpickled,
+    they are the *sending* process's ids (``TransformNode.__setstate__``). A transform created later in this process
+    at one of those addresses overwrites a parent's entry, and that parent is no longer invalidated when the figure's
+    dpi changes: in a forked worker, whose addresses mirror its parent's, about one SVG in four (written at 72 dpi
+    after the PNG at 100) had its tick labels offset by (pad + tick size) x (100/72 - 1) = 3.23 px (issue 26)."""
+    from matplotlib.transforms import TransformNode
+
+    orig = TransformNode.__setstate__
+
+    def setstate(self: Any, data: dict[str, Any]) -> None:
+        orig(self, data)
+        parents: dict[int, Any] = {}
+        for ref in list(self._parents.values()):
+            node = ref()
+            if node is not None:
+                parents[id(node)] = weakref.ref(node, lambda _, pop=parents.pop, k=id(node): pop(k, None))
+        self._parents = parents
+
+    TransformNode.__setstate__ = setstate  # type: ignore[method-assign]
+    try:
+        return pickle.loads(blob)
+    finally:
+        TransformNode.__setstate__ = orig  # type: ignore[method-assign]
 
 
 _POOL: list[_FigurePool] = []
