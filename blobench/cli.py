@@ -484,8 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="ci", choices=["ci", "full"], help="claim size for --claims")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
     s.add_argument("--jobs", "-j", type=int, default=None,
-                   help="worker processes rendering the figures (default 1: in the report's process). With 2 or more, "
-                        "one SVG's tick positions can differ from the serial report's (a recorded finding)")
+                   help="worker processes rendering the figures (default: the idle CPUs, at most 4; 1 on a busy host: "
+                        "none); the files are the same bytes whatever the number")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("plot", help="one figure from a run: --y QUANTITY against --x, one line per --hue")

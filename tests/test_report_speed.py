@@ -94,6 +94,20 @@ def test_log_tick_labels_are_plain_text_superscripts():
     assert labels and all("$" not in t for t in labels) and "10\u207b\u2074" in labels
 
 
+def test_default_workers_follow_the_idle_cpus(monkeypatch):
+    n = __import__("os").cpu_count()
+    assert 0.0 <= style.idle_cpus(0.05) <= n
+    for idle, jobs in [(0.0, 1), (1.4, 1), (1.6, 2), (2.4, 2), (3.6, 4), (16.0, 4)]:
+        monkeypatch.setattr(style, "idle_cpus", lambda window=0.3, v=idle: v)
+        assert style.default_jobs() == jobs, idle
+    monkeypatch.setattr(style, "idle_cpus", lambda window=0.3: 0.2)
+    with style.parallel_figures(None) as n_workers:  # a busy host: serial
+        assert n_workers == 0 and not style._POOL
+    monkeypatch.setattr(style, "idle_cpus", lambda window=0.3: 2.0)
+    with style.parallel_figures(None) as n_workers:
+        assert n_workers == 2 and style._POOL
+
+
 def test_parallel_figures_uses_workers_and_serial_does_not():
     with style.parallel_figures(2) as n:
         assert n == 2 and style._POOL

@@ -52,9 +52,8 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
     The report is written into a temporary folder and swapped in (:func:`owned_output`); ``out_dir`` must be new,
     empty or a folder blobench wrote. ``progress``: one line per section on stderr (what it does, seconds).
     ``jobs``: worker processes that write the figures while the sections draw the next ones (``report --jobs``;
-    default 1: in this process). With workers an SVG's tick-label positions have differed from the serial path's in
-    about one report in four (``tests/test_report_speed.py``, a recorded finding), so workers are opt-in
-    (:func:`blobench.report.style.parallel_figures`).
+    default: the idle CPUs, at most 4, none when fewer than 2 are idle, :func:`blobench.report.style.default_jobs`);
+    the files are the same bytes whatever the number (``tests/test_report_speed.py``).
     """
     from blobench.engine.store import load, read_manifest, resolve_run
 
