@@ -217,3 +217,16 @@ def test_duplicated_and_renamed_experiments_show_under_their_current_names(tmp_p
     run_matrix(_two_experiment_matrix("renamed"), runs_dir=runs, progress=False)
     md = write_report(run_dir, out_dir=tmp_path / "r2").read_text()
     assert "renamed" in md and "second-copy" not in md and "first-copy" in md
+    # export, plot and compare read the same names (they read the shard's first name before)
+    import pandas as pd
+    from blobench.report.results import export
+
+    export(run_dir, "csv", out=str(tmp_path / "rows.csv"))
+    assert set(pd.read_csv(tmp_path / "rows.csv")["experiment"]) == {"first-copy", "renamed"}
+    q = str(pd.read_csv(tmp_path / "rows.csv")["quantity"].dropna().iloc[0])
+    assert main(["plot", str(run_dir), "--y", q, "--x", "budget", "--where", "experiment=renamed",
+                 "--out", str(tmp_path / "renamed.svg")]) == 0
+    other = run_matrix(_two_experiment_matrix("renamed"), runs_dir=tmp_path / "runs2", progress=False)
+    assert main(["compare", str(run_dir), str(other), "--out", str(tmp_path / "cmp")]) == 0
+    page = (tmp_path / "cmp" / "index.html").read_text()
+    assert "renamed" in page and "second-copy" not in page

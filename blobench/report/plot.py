@@ -47,14 +47,14 @@ def _hue_values(d: pd.DataFrame, hue: str) -> pd.Series:
 def plot(run: str | Path, y: str, x: str = "iteration", where: Any = None, hue: str = "estimator",
          out: str | Path = "figure.pdf", title: str | None = None) -> Path:
     """Draw ``y`` against ``x`` for the rows of ``run`` (a slice with ``where``), one line per ``hue``; returns ``out``."""
-    from blobench.engine.store import load, resolve_run
-    from blobench.report.results import apply_where
+    from blobench.engine.store import resolve_run
+    from blobench.report.results import apply_where, load_named
 
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise BlobenchError(f"plot --out {str(out)!r}: the extension must be one of {', '.join(FORMATS)}")
     run_dir = resolve_run(run)
-    df = apply_where(load(run_dir), where)
+    df = apply_where(load_named(run_dir), where)
     d = df[(df["status"] == "ok") & (df["quantity"] == y)] if "status" in df else df[df["quantity"] == y]
     if d.empty:
         have = ", ".join(sorted(df["quantity"].dropna().astype(str).unique())[:20]) if "quantity" in df else ""

@@ -128,14 +128,52 @@ def apply_where(df: pd.DataFrame, where: Any) -> pd.DataFrame:
     return df[mask].reset_index(drop=True)
 
 
+def by_experiment(raw: Any, man: dict) -> Any:
+    """The rows with each experiment of the run's matrix under its current name, through the manifest's
+    ``experiments`` map (name -> cell keys): a shard records the one experiment that first ran it, so a second
+    experiment with the same cells was dropped from the report and a renamed one kept its old label. A cell of
+    several experiments appears once per experiment; rows of keys the map does not name (a run written before
+    the map) keep their shard's name."""
+    import pandas as pd
+
+    exps = man.get("experiments")
+    if not isinstance(exps, dict) or not exps or raw.empty or "key" not in raw:
+        return raw
+    parts, named = [], set()
+    for name, keys in exps.items():
+        if not isinstance(keys, list):
+            continue
+        part = raw[raw["key"].isin(keys)]
+        if len(part):
+            parts.append(part.assign(experiment=str(name)))
+        named |= set(keys)
+    rest = raw[~raw["key"].isin(named)]
+    if len(rest):
+        parts.append(rest)
+    return pd.concat(parts, ignore_index=True) if parts else raw
+
+
+def load_named(run_dir: Path, stale: bool = False) -> Any:
+    """A run's rows with each experiment under its current name (:func:`by_experiment` over the manifest's map):
+    what the report, ``export``, ``compare`` and ``plot`` read, so all four name an experiment alike."""
+    from blobench.engine.store import load, read_manifest
+
+    raw = load(run_dir, stale=stale)
+    try:
+        man = read_manifest(run_dir)
+    except BlobenchError:
+        return raw
+    return by_experiment(raw, man)
+
+
 # ----------------------------------------------------------------------------- export
 
 def export(run: str | Path, fmt: str, out: str | None = None, where: Any = None, stale: bool = False) -> str | None:
     """Write the run's rows (a slice with ``where``) as csv/json/parquet to ``out`` ("-" or None: stdout for
     csv/json); returns the path written, or None for stdout."""
-    from blobench.engine.store import load, resolve_run
+    from blobench.engine.store import resolve_run
 
-    df = apply_where(load(resolve_run(run), stale=stale), where)
+    df = apply_where(load_named(resolve_run(run), stale=stale), where)
     if fmt not in ("csv", "json", "parquet"):
         raise BlobenchError(f"--format must be csv, json or parquet, got {fmt!r}")
     to_stdout = out in (None, "-")
@@ -278,10 +316,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path, rtol: float = 1e-9, where
     (NaN equals NaN). Timing quantities (``*second*``) are reported under ``timings``, not ``values``."""
     import numpy as np
     import pandas as pd
-    from blobench.engine.store import load, read_manifest, resolve_run
+    from blobench.engine.store import read_manifest, resolve_run
 
     da, db = resolve_run(run_a), resolve_run(run_b)
-    A, B = load(da), load(db)
+    A, B = load_named(da), load_named(db)
     for d, name in ((A, da), (B, db)):
         if d.empty:
             raise BlobenchError(f"run {str(name)!r} has no finished cells (no shards) to compare")

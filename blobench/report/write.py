@@ -11,7 +11,7 @@ from blobench.report import style
 from blobench.report.base import (MARKER, SECTIONS, Context, check_owned, is_owned, owned_output,  # noqa: F401
                                   section)
 from blobench.report.page import Doc, md_table, render_html, render_markdown
-from blobench.report.results import apply_where, where_text
+from blobench.report.results import apply_where, by_experiment, where_text  # noqa: F401  (by_experiment: its old home)
 
 # the section modules; importing one registers its sections (add new ones here)
 from blobench.report import (bias_variance, budget, complexity, conformance, convergence, error_budget,  # noqa: F401
@@ -81,31 +81,6 @@ def write_report(run: str | Path, out_root: str | Path = "reports", claims: Any 
         _say(progress, f"done: {nfig} figure(s) in {time.perf_counter() - t0:.1f} s ("
              + (f"rendered by {workers} worker processes)" if workers else "rendered in this process)"))
     return final / "report.md"
-
-
-def by_experiment(raw: Any, man: dict) -> Any:
-    """The rows with each experiment of the run's matrix under its current name, through the manifest's
-    ``experiments`` map (name -> cell keys): a shard records the one experiment that first ran it, so a second
-    experiment with the same cells was dropped from the report and a renamed one kept its old label. A cell of
-    several experiments appears once per experiment; rows of keys the map does not name (a run written before
-    the map) keep their shard's name."""
-    import pandas as pd
-
-    exps = man.get("experiments")
-    if not isinstance(exps, dict) or not exps or raw.empty or "key" not in raw:
-        return raw
-    parts, named = [], set()
-    for name, keys in exps.items():
-        if not isinstance(keys, list):
-            continue
-        part = raw[raw["key"].isin(keys)]
-        if len(part):
-            parts.append(part.assign(experiment=str(name)))
-        named |= set(keys)
-    rest = raw[~raw["key"].isin(named)]
-    if len(rest):
-        parts.append(rest)
-    return pd.concat(parts, ignore_index=True) if parts else raw
 
 
 def load_manifest_plugins(man: dict) -> list[str]:
