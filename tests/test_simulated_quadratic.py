@@ -169,3 +169,36 @@ def test_block_sampler_walks_shuffled_contiguous_blocks_and_averages_them_exactl
         finally:
             SimulatedQuadratic.CACHE_BATCH = True
     assert torch.equal(out[0], out[1])
+
+
+def _unpacked(p: SimulatedQuadratic) -> SimulatedQuadratic:
+    """p with its rows stored in full (no packed triangles): the layout before issue 29's packing."""
+    for s, T in p.tables.items():
+        p._flat[s] = torch.cat([a.reshape(a.shape[0], -1) for a in T], dim=1)
+        p._unpack[s] = torch.arange(p._flat[s].shape[1])
+        p._memo[s].clear()
+    return p
+
+
+@pytest.mark.parametrize("sampler", ["blocks", "uniform"])
+def test_packed_symmetric_tables_change_no_bit(sampler):
+    """H_i and K_i are stored as upper triangles (the peer's instance: a minibatch reads 6215 numbers per sample, not
+    11210); the averaged coefficients, and FSLA's and SOBA's iterates, are the full tables' bit for bit."""
+    from torch.func import vmap
+
+    p, q = SimulatedQuadratic(sampler=sampler), _unpacked(SimulatedQuadratic(sampler=sampler))
+    assert p._flat["g"].shape == (1024, 100 * 101 // 2 + 55 + 1000 + 100 + 10)
+    assert torch.equal(p._flat["g"][3, :5050], p.tables["g"][0][3][tuple(torch.triu_indices(100, 100))])
+    batch = p.sample(torch.Generator().manual_seed(0), 3, 64)
+    for t in range(3):
+        b = {k: v[t] for k, v in batch.items()}
+        for side in ("g", "f"):
+            assert all(torch.equal(u, v) for u, v in zip(p.coefficients(side, b), q.coefficients(side, b)))
+    idx = batch["i"][:2]
+    got = vmap(lambda ii: torch.cat([c.reshape(-1) for c in p.coefficients("g", {"i": ii})]))(idx)
+    want = vmap(lambda ii: torch.cat([c.reshape(-1) for c in q.coefficients("g", {"i": ii})]))(idx)
+    assert torch.equal(got, want)
+    for name in ("fsla", "soba"):
+        xs = [outer_loop(r, harness.estimator(name, batch_size=64, inner_lr=0.1, solver_lr=0.1), 12, 0.1,
+                         seed=2).x_final for r in (p, q)]
+        assert torch.equal(xs[0], xs[1])
