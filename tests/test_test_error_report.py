@@ -56,3 +56,22 @@ def test_section_on_a_real_run(in_tmp):
         row = next(line for line in text.splitlines() if line.startswith(f"| {est}"))
         final = float(row.split("|")[2])
         assert final == pytest.approx(float(np.median(last)), abs=1e-4)
+
+
+def test_to_level_columns_count_the_settling_point_not_the_first_dip():
+    """Issue 26's rule for every "to eps" column: a solver whose error dips under the level and leaves it again has
+    not reached it (it showed the dip's seconds before); one that stays under it gets the first point from which it
+    stays, and "not reached" replaces nan."""
+    import pandas as pd
+
+    from blobench.report.test_error import LEVEL_MARGIN, summary_table
+
+    errs = {"steady": [0.5, 0.3, 0.2, 0.10, 0.10], "dips": [0.5, 0.09, 0.4, 0.3, 0.3], "never": [0.5] * 5}
+    rows = [{"estimator_label": e, "iteration": i, "value": v, "seconds_elapsed": float(i), "calls_total": 10.0 * i,
+             "seed": 0, "key": e, "cell_seconds": 1.0} for e, vs in errs.items() for i, v in enumerate(vs)]
+    grad = pd.DataFrame([{"estimator_label": e, "iteration": 4, "seed": 0, "value": 1e-3} for e in errs])
+    t, level = summary_table(pd.DataFrame(rows), grad, "test_error")
+    assert level == 0.10 + LEVEL_MARGIN
+    t = t.set_index("solver")
+    assert t.loc["steady", "seconds to level"] == 3.0 and t.loc["steady", "calls to level"] == 30.0
+    assert t.loc["dips", "seconds to level"] == "not reached" and t.loc["never", "calls to level"] == "not reached"
