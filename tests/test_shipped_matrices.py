@@ -120,7 +120,10 @@ EXPECTED = {'smoke': {'cells': 8,
                      'experiments': {'datacleaning-mnist-bsa': 1, 'datacleaning-mnist-vrbo': 1,
                                      'datacleaning-fashion-soba': 1, 'datacleaning-fashion-stocbio': 1,
                                      'multilogreg-letter': 3}},
- 'real-slice': {'cells': 4, 'devices': {'cpu': 4}, 'experiments': {'datacleaning-mnist-slice': 4}}}
+ 'real-slice': {'cells': 4, 'devices': {'cpu': 4}, 'experiments': {'datacleaning-mnist-slice': 4}},
+ 'real-scaling': {'cells': 4, 'devices': {'cpu': 4},
+                  'experiments': {'datacleaning-mnist-soba': 1, 'datacleaning-mnist-fsla': 1,
+                                  'datacleaning-mnist-ttsa': 1, 'datacleaning-mnist-srba': 1}}}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -144,3 +147,10 @@ def test_real_seed1_cells_are_real_cells():
     real = {c.key() for c in load_matrix(ROOT / "matrices" / "real.toml").cells}
     seed1 = {c.key() for c in load_matrix(ROOT / "matrices" / "real-seed1.toml").cells}
     assert seed1 <= real and len(seed1) == 15
+
+
+def test_real_scaling_is_a_subset_of_real_seed_one():
+    """docs/data.md's scaling check runs real.toml's own cells (the same keys), so its rows compare with the full run."""
+    real = {c.key() for c in load_matrix(ROOT / "matrices" / "real.toml").cells if c.seed == 1}
+    scaling = {c.key() for c in load_matrix(ROOT / "matrices" / "real-scaling.toml").cells}
+    assert len(scaling) == 4 and scaling <= real
