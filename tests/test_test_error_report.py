@@ -27,7 +27,21 @@ def test_median_band_is_the_quantiles_of_log_interpolated_curves():
     np.testing.assert_allclose(hi, ya + 0.8 * (yb - ya))
 
 
-def test_section_on_a_real_run(in_tmp):
+def test_section_on_a_real_run(in_tmp, monkeypatch):
+    from blobench.report import style
+
+    seen: dict[str, set] = {}
+    save = style.save
+
+    def recording_save(fig, *a, **k):  # every method's (colour, line style, marker) in every figure of the report
+        for ax in fig.axes:
+            for ln in ax.lines:
+                est = str(ln.get_label()).split("(")[0].split(" ")[0]
+                if est in ("soba", "stocbio"):
+                    seen.setdefault(est, set()).add((str(ln.get_color()), ln.get_linestyle(), ln.get_marker()))
+        return save(fig, *a, **k)
+
+    monkeypatch.setattr(style, "save", recording_save)
     m = in_tmp / "t.toml"
     m.write_text(textwrap.dedent("""
         name = "heldout"
@@ -47,6 +61,8 @@ def test_section_on_a_real_run(in_tmp):
     text = (in_tmp / "reports" / "heldout" / "report.md").read_text()
     assert "Held-out error against time and oracle calls (val_error)" in text
     assert (in_tmp / "reports" / "heldout" / "test_error_0.png").is_file()
+    # issue 26: one method keeps one style in every figure, the held-out section's included
+    assert set(seen) == {"soba", "stocbio"} and all(len(v) == 1 for v in seen.values()), seen
     df = harness.load(in_tmp / "runs" / "heldout")
     v = df[df["quantity"] == "val_error"]
     assert set(v["estimator"]) == {"soba", "stocbio"} and v["value"].between(0, 1).all()

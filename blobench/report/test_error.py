@@ -127,8 +127,10 @@ def render(ctx: Context, doc: Doc) -> None:
                     if not curves:
                         continue
                     grid, med, lo, hi = median_band(curves)
-                    color = ctx.color(g["estimator"].iloc[0])
-                    ax.plot(grid, 100 * med, color=color, label=short[est])
+                    name = g["estimator"].iloc[0]
+                    color = ctx.color(name)  # colour, line style and marker: the method's, as in every figure
+                    ax.plot(grid, 100 * med, ctx.ls(name), color=color, marker=ctx.marker(name), ms=3.5,
+                            markevery=max(1, len(grid) // 8), label=short[est])
                     if len(curves) > 1:
                         style.band(ax, grid, 100 * lo, 100 * hi, color)
                 ax.set_xscale("log")
