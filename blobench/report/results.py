@@ -155,7 +155,8 @@ def by_experiment(raw: Any, man: dict) -> Any:
 
 def load_named(run_dir: Path, stale: bool = False) -> Any:
     """A run's rows with each experiment under its current name (:func:`by_experiment` over the manifest's map):
-    what the report, ``export``, ``compare`` and ``plot`` read, so all four name an experiment alike."""
+    what ``export``, ``compare`` and ``plot`` read. The report applies the same map to the manifest it has already
+    read for its plugins, so all four name an experiment alike."""
     from blobench.engine.store import load, read_manifest
 
     raw = load(run_dir, stale=stale)

@@ -18,7 +18,8 @@ nothing (no tick mark, no grid line, no label: the theme hides tick marks) are n
 (:func:`drop_invisible_minor_ticks`: the PNG is unchanged, the layout took 2-3 times longer with them);
 mathtext is parsed once per process, not once per renderer (:func:`share_mathtext_cache`), and log tick labels are
 plain-text superscripts (``_ticks.py``). A worker unpickles figures with their transform links keyed by the new ids
-(:func:`unpickle_figure`: matplotlib's own unpickling made one SVG in four differ from the serial one). The SVG is reproducible: no date, ids salted by a constant (:data:`SVG_RC`).
+(:func:`unpickle_figure`: matplotlib's own unpickling made one SVG in four differ from the serial one). The SVG is
+reproducible: no date, ids salted by a constant (:data:`SVG_RC`).
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def share_mathtext_cache() -> bool:
     parser's output type instead. A parse result is read-only for its renderers and a function of its key alone
     (each parse lays out with a fresh font set), so sharing it changes no byte: the default report's 70 files are
     identical with and without it, and the serial/worker byte-identity test covers it (an SVG difference once blamed
-    on this cache was the transform links, :func:`unpickle_figure`). Skipped (False) on a matplotlib whose private ``_parse_cached`` has another shape."""
+    on this cache was the transform links, :func:`unpickle_figure`). Skipped (False) on a matplotlib whose private
+    ``_parse_cached`` has another shape."""
     try:
         from matplotlib import mathtext
 
@@ -83,7 +85,6 @@ def share_mathtext_cache() -> bool:
     _parse_cached.cache_info = shared.cache_info  # type: ignore[attr-defined]
     cls._parse_cached = _parse_cached
     return True
-
 
 
 def theme_rc() -> dict[str, Any]:
