@@ -1,8 +1,9 @@
 """Per-iteration speed of blobench against benchmark_bilevel (the peer) on the peer's own instance (issue 29, item 4).
 
     python benchmarks/peer_speed.py speed [--solvers soba,...] [--rounds 3] [--window 16] [--windows 3] [--cache on|off|both]
+        [--closed on|off|both]
     python benchmarks/peer_speed.py tiny [--rounds 5] [--steps 200]
-    python benchmarks/peer_speed.py compare JAX_VENV/bin/python BB_CHECKOUT [--rounds 3]  # peer interleaved
+    python benchmarks/peer_speed.py compare JAX_VENV/bin/python BB_CHECKOUT [--rounds 3] [--closed on|off|both]  # peer interleaved
     python benchmarks/peer_speed.py export OUT.npz            # the instance's arrays, for benchmarks/peer_jax.py
     python benchmarks/peer_speed.py agree PEER_ITERATES.npz   # full-batch agreement with peer_jax.py iterates
 
@@ -21,7 +22,9 @@ no dependency of blobench), measured with ``benchmarks/peer_jax.py speed`` on th
 ``tiny``: per-call overhead, SOBA on a 2 x 2 deterministic instance (``simulated-quadratic`` with n = m = 4,
 dim_inner = dim_outer = 2, full batch), blobench's ``outer_loop`` against hand-written torch loops doing the same math
 on the same problem object: (a) torch.autograd for grad_y g, grad f and the joint HV/JV product (what a torch user
-writes), (b) closed-form matrix-vector products (no autograd at all). Interleaved, min and median over rounds.
+writes), (b) closed-form matrix-vector products (no autograd at all). blobench runs twice: with the problem's
+closed-form oracles (the default) and with autograd at every call (``Oracles.CLOSED_FORMS = False``); each is set
+against the hand-written loop doing the same kind of work. Interleaved, min and median over rounds.
 
 Wall-clock figures depend on the host; ratios measured interleaved in one process are what to compare.
 """
@@ -36,6 +39,7 @@ import time
 import torch
 
 from blobench import harness
+from blobench.core.oracles import Oracles
 from blobench.measure.outer import outer_loop
 from blobench.problems.simulated_quadratic import SimulatedQuadratic
 
@@ -110,22 +114,35 @@ def per_iteration(problem, name: str, window: int, windows: int, seed: int) -> l
     return [(s[k + 1] - s[k]) / window for k in range(1, len(s) - 1)]
 
 
+MODES = {"on": [True], "off": [False], "both": [True, False]}
+
+
+def _set_modes(cache: bool, closed: bool) -> None:
+    """The batch cache (``SimulatedQuadratic.CACHE_BATCH``) and the closed-form oracles (``Oracles.CLOSED_FORMS``:
+    off means autograd at every oracle call, as before issue 29's closed forms)."""
+    SimulatedQuadratic.CACHE_BATCH = cache
+    Oracles.CLOSED_FORMS = closed
+
+
 def speed(args) -> list[dict]:
     problem = SimulatedQuadratic(sampler=args.sampler)
     names = args.solvers.split(",")
-    modes = {"on": [True], "off": [False], "both": [True, False]}[args.cache]
-    out: dict[tuple[str, bool], list[float]] = {(n, c): [] for n in names for c in modes}
+    modes = [(c, k) for c in MODES[args.cache] for k in MODES[args.closed]]
+    out: dict[tuple[str, bool, bool], list[float]] = {(n, c, k): [] for n in names for c, k in modes}
     for n in names:  # warm-up: first calls, allocator, autograd
-        per_iteration(problem, n, 2, 1, 0)
+        for c, k in modes:
+            _set_modes(c, k)
+            per_iteration(problem, n, 2, 1, 0)
     for r in range(args.rounds):
         for n in names:
-            for c in modes:
-                SimulatedQuadratic.CACHE_BATCH = c
-                out[(n, c)] += per_iteration(problem, n, args.window, args.windows, seed=r)
-    SimulatedQuadratic.CACHE_BATCH = True
+            for c, k in modes:
+                _set_modes(c, k)
+                out[(n, c, k)] += per_iteration(problem, n, args.window, args.windows, seed=r)
+    _set_modes(True, True)
     rows = []
-    for (n, c), ts in out.items():
-        row = {"solver": n, "cache": c, "min_s": min(ts), "median_s": statistics.median(ts), "windows": len(ts)}
+    for (n, c, k), ts in out.items():
+        row = {"solver": n, "cache": c, "closed": k, "min_s": min(ts), "median_s": statistics.median(ts),
+               "windows": len(ts)}
         if n in PEER:
             row["ratio_min"] = row["min_s"] / PEER[n]["min_s"]
             row["ratio_median"] = row["median_s"] / PEER[n]["median_s"]
@@ -157,22 +174,28 @@ def compare(args) -> list[dict]:
                 raise SystemExit("peer_jax.py serve ended before it was ready")
             info = json.loads(line) if line.startswith("{") else None
         print(json.dumps({"peer": info}), flush=True)
+        closed = MODES[args.closed]
         for n in names:
-            per_iteration(problem, n, 2, 1, 0)
+            for k in closed:
+                _set_modes(True, k)
+                per_iteration(problem, n, 2, 1, 0)
         peer: dict[str, list[float]] = {n: [] for n in names}
-        mine: dict[str, list[float]] = {n: [] for n in names}
+        mine: dict[tuple[str, bool], list[float]] = {(n, k): [] for n in names for k in closed}
         for r in range(args.rounds):
             for n in names:
                 srv.stdin.write(f"{n} {args.epochs}\n")
                 srv.stdin.flush()
                 peer[n] += json.loads(srv.stdout.readline())["per_iteration_s"]
-                mine[n] += per_iteration(problem, n, args.window, args.windows, seed=r)
+                for k in closed:
+                    _set_modes(True, k)
+                    mine[(n, k)] += per_iteration(problem, n, args.window, args.windows, seed=r)
     finally:
+        _set_modes(True, True)
         srv.stdin.close()
         srv.wait()
     rows = []
-    for n in names:
-        row = {"solver": n, "blobench_min_s": min(mine[n]), "blobench_median_s": statistics.median(mine[n]),
+    for (n, k), ts in mine.items():
+        row = {"solver": n, "closed": k, "blobench_min_s": min(ts), "blobench_median_s": statistics.median(ts),
                "peer_min_s": min(peer[n]), "peer_median_s": statistics.median(peer[n])}
         row["ratio_min"] = row["blobench_min_s"] / row["peer_min_s"]
         row["ratio_median"] = row["blobench_median_s"] / row["peer_median_s"]
@@ -219,8 +242,16 @@ def tiny(args) -> dict:
     p = SimulatedQuadratic(n_inner=4, n_outer=4, dim_inner=2, dim_outer=2, stochastic=False)
     est = harness.estimator("soba", inner_lr=0.1, solver_lr=0.1)
     T = args.steps
+    def mine(closed: bool) -> float:
+        _set_modes(True, closed)
+        try:
+            return outer_loop(p, est, T, 0.1, eval_every=T).seconds[-1] / T
+        finally:
+            _set_modes(True, True)
+
     runs = {
-        "blobench": lambda: outer_loop(p, est, T, 0.1, eval_every=T).seconds[-1] / T,
+        "blobench": lambda: mine(True),  # the problem's closed-form oracles (the default)
+        "blobench_autograd": lambda: mine(False),  # autograd at every oracle call
         "torch_autograd": lambda: _timed(lambda: _soba_autograd(p, T, 0.1, 0.1)) / T,
         "torch_closed_form": lambda: _timed(lambda: _soba_closed(p, T, 0.1, 0.1)) / T,
     }
@@ -235,9 +266,10 @@ def tiny(args) -> dict:
         for k, f in runs.items():
             ts[k].append(f())
     row = {k: {"min_s": min(v), "median_s": statistics.median(v)} for k, v in ts.items()}
-    for ref in ("torch_autograd", "torch_closed_form"):
-        row[f"ratio_vs_{ref}"] = {"min": row["blobench"]["min_s"] / row[ref]["min_s"],
-                                  "median": row["blobench"]["median_s"] / row[ref]["median_s"]}
+    for me, ref in (("blobench_autograd", "torch_autograd"), ("blobench", "torch_closed_form"),
+                    ("blobench", "torch_autograd")):
+        row[f"ratio_{me}_vs_{ref}"] = {"min": row[me]["min_s"] / row[ref]["min_s"],
+                                       "median": row[me]["median_s"] / row[ref]["median_s"]}
     row["x_rel_diff"] = agree
     print(json.dumps(row, indent=1), flush=True)
     return row
@@ -284,6 +316,8 @@ if __name__ == "__main__":
     s.add_argument("--window", type=int, default=16)
     s.add_argument("--windows", type=int, default=3)
     s.add_argument("--cache", default="on", choices=("on", "off", "both"))
+    s.add_argument("--closed", default="on", choices=("on", "off", "both"),
+                   help="the problem's closed-form oracles (off: autograd at every call)")
     c = sub.add_parser("compare")
     c.add_argument("jax_python", help="python of a venv with jax, jaxlib, numpy, joblib")
     c.add_argument("checkout", help="benchmark_bilevel work tree or bare git dir")
@@ -295,6 +329,8 @@ if __name__ == "__main__":
     c.add_argument("--eval-freq", type=int, default=16)
     c.add_argument("--window", type=int, default=16)
     c.add_argument("--windows", type=int, default=2)
+    c.add_argument("--closed", default="on", choices=("on", "off", "both"),
+                   help="the problem's closed-form oracles (off: autograd at every call)")
     t = sub.add_parser("tiny")
     t.add_argument("--rounds", type=int, default=7)
     t.add_argument("--steps", type=int, default=200)

@@ -202,3 +202,117 @@ def test_packed_symmetric_tables_change_no_bit(sampler):
         xs = [outer_loop(r, harness.estimator(name, batch_size=64, inner_lr=0.1, solver_lr=0.1), 12, 0.1,
                          seed=2).x_final for r in (p, q)]
         assert torch.equal(xs[0], xs[1])
+
+
+# -- closed-form oracles (issue 29, item 4: the oracles without autograd's graph) -----------------------------------
+def _every_oracle(o: Oracles, x, y, v, b) -> dict[str, tuple]:
+    out = {"grad_y_g": (o.grad_y_g(x, y, b),), "grad_x_g": (o.grad_x_g(x, y, b),), "grad_y_f": (o.grad_y_f(x, y, b),),
+           "grad_x_f": (o.grad_x_f(x, y, b),), "grad_f": o.grad_f(x, y, b), "grad_g": o.grad_g(x, y, b),
+           "hvp": (o.hvp(x, y, v, b),), "jvp": (o.jvp(x, y, v, b),), "hvp_jvp": o.hvp_jvp(x, y, v, b)}
+    for joint in (False, True):
+        lin = o.linearize(x, y, b, value=True, joint=joint)
+        out[f"linearize(joint={joint})"] = (lin.value, lin.hv(v), lin.jv(v), *lin.hv_jv(v))
+    return out
+
+
+def _oracles(p, closed: bool) -> Oracles:
+    Oracles.CLOSED_FORMS = closed
+    try:
+        return Oracles(p)
+    finally:
+        Oracles.CLOSED_FORMS = True
+
+
+@pytest.mark.parametrize("kw", [SMALL | {"sampler": "uniform"}, SMALL | {"sampler": "blocks"}, {"sampler": "blocks"}],
+                         ids=["small-uniform", "small-blocks", "issue-instance"])
+def test_closed_form_oracles_are_autograd_bit_for_bit(kw):
+    """Every oracle from the problem's closed forms (``closed_grad``, ``closed_second``) has autograd's bits, at
+    minibatches and the full batch, on the small instance and on issue 29's (other BLAS kernel sizes); the counts
+    are the same."""
+    p = SimulatedQuadratic(**kw)
+    auto, closed = _oracles(p, False), _oracles(p, True)
+    assert closed._closed and not auto._closed
+    g = torch.Generator().manual_seed(5)
+    noise = p.sample(g, 6, 4 if "n_inner" in kw else 64)
+    for k in [*range(6), None]:
+        b = None if k is None else {key: t[k] for key, t in noise.items()}
+        x = torch.randn(p.dim_x, generator=g, dtype=torch.float64)
+        y, v = torch.randn(2, p.dim_y, generator=g, dtype=torch.float64)
+        want, got = _every_oracle(auto, x, y, v, b), _every_oracle(closed, x, y, v, b)
+        for name in want:
+            assert all(torch.equal(a, c) for a, c in zip(want[name], got[name], strict=True)), (name, k)
+    assert auto.snapshot() == closed.snapshot()
+
+
+def _every_estimator_on_this_problem() -> list[str]:
+    from blobench.core.registry import ESTIMATORS, discover
+
+    discover()
+    return [n for n in sorted(ESTIMATORS.names()) if n not in ("maml", "ufo")]  # those two need task-based problems
+
+
+@pytest.mark.parametrize("name", _every_estimator_on_this_problem())
+def test_closed_form_oracles_change_no_bit_in_whole_runs(name):
+    """Each estimator's run (the exact ||grad Phi||^2, distance and value gap at every step, the final x, the oracle
+    counts) is the same with the closed forms as with autograd, so switching them on changed no result of any run."""
+    from blobench.core.registry import ESTIMATORS
+
+    p = SimulatedQuadratic(**SMALL, sampler="blocks")
+    kw = {"batch_size": 8} if "batch_size" in ESTIMATORS.get(name).params else {}
+    runs = []
+    for closed in (False, True):
+        Oracles.CLOSED_FORMS = closed
+        try:
+            runs.append(outer_loop(p, harness.estimator(name, **kw), 5, 0.02, seed=1, eval_every=1))
+        finally:
+            Oracles.CLOSED_FORMS = True
+    a, b = runs
+    assert torch.equal(a.x_final, b.x_final) and not a.diverged and len(a.iters) == 6
+    assert (a.grad_norm_sq, a.dist, a.value_gap, a.calls) == (b.grad_norm_sq, b.dist, b.value_gap, b.calls)
+
+
+@pytest.mark.parametrize("name", ["fsla", "f2sa", "soba"])
+def test_closed_form_oracles_change_no_bit_on_the_issue_instance(name):
+    """The solvers whose speed issue 29 measures, at the peer's parameters, on its instance: the same iterates."""
+    import importlib.util
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location(
+        "peer_speed", pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "peer_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    p = SimulatedQuadratic(sampler="blocks")
+    xs = []
+    for closed in (False, True):
+        Oracles.CLOSED_FORMS = closed
+        try:
+            est, loop = mod.estimator(name)
+            loop = dict(loop)
+            tr = outer_loop(p, est, 8, loop.pop("outer_lr", 0.1), seed=0, eval_every=4, **loop)
+        finally:
+            Oracles.CLOSED_FORMS = True
+        xs.append(tr.x_final)
+    assert torch.equal(xs[0], xs[1])
+
+
+def test_closed_forms_are_used_only_for_the_class_own_objectives():
+    """A subclass or an instance that replaces ``inner`` or ``outer`` gets autograd again (a closed form of the
+    parent's objective would be wrong for it); problems without closed forms use autograd."""
+    from blobench.core.oracles import closed_forms
+
+    class Shifted(SimulatedQuadratic):
+        def inner(self, x, y, batch=None):
+            return super().inner(x, y, batch) + y.sum()
+
+    p = SimulatedQuadratic(**SMALL)
+    assert closed_forms(p)
+    assert not closed_forms(Shifted(**SMALL))
+    q = SimulatedQuadratic(**SMALL)
+    q.outer = lambda x, y, batch=None: SimulatedQuadratic.outer(q, x, y, batch) * 2  # type: ignore[method-assign]
+    assert not closed_forms(q)
+    assert not closed_forms(harness.problem("quadratic", dim=3))
+    s = Shifted(**SMALL)
+    x, y = torch.zeros(3, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
+    # the subclass's gradient includes its extra term: autograd ran, not the parent's closed form
+    torch.testing.assert_close(Oracles(s).grad_y_g(x, y) - Oracles(p).grad_y_g(x, y), torch.ones(6, dtype=torch.float64),
+                               rtol=0, atol=1e-15)

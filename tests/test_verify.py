@@ -82,6 +82,17 @@ def test_problem_battery_passes_on_the_quadratic_and_is_discriminating():
     assert verdicts["minibatch_mean"] == NA  # deterministic
 
 
+def test_closed_forms_check_passes_bit_for_bit_on_the_simulated_quadratic_and_is_na_elsewhere():
+    """simulated-quadratic's closed-form oracles (issue 29) are autograd's bits; the planted plugin below, whose
+    closed form drops a term, fails the same check."""
+    from blobench.gate.verify.battery_problem import check_closed_forms
+
+    small = harness.problem("simulated-quadratic", n_inner=24, n_outer=20, dim_inner=6, dim_outer=3, seed=3)
+    c = check_closed_forms("simulated-quadratic", small)
+    assert (c.verdict, c.measured, c.value) == (PASS, "bit for bit", 0.0)
+    assert check_closed_forms("quadratic", harness.problem("quadratic")).verdict == NA
+
+
 def test_stochastic_problem_checks_run_on_the_noisy_quadratic():
     from blobench.gate.verify import verify_problem
 
@@ -93,6 +104,7 @@ def test_stochastic_problem_checks_run_on_the_noisy_quadratic():
 @pytest.mark.parametrize("fname, name, prop", [
     ("bad_problem_grad.py", "vp-wrong-hypergradient", "hypergradient_fd"),
     ("bad_problem_mu.py", "vp-wrong-mu", "constants"),
+    ("bad_problem_closed.py", "vp-wrong-closed-form", "closed_forms"),
 ])
 def test_planted_problem_bug_is_caught(fname, name, prop):
     with plugin(fname):

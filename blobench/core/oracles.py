@@ -13,11 +13,14 @@ Second-order products at one point reuse one linearisation (:meth:`Oracles.linea
 gradient graph of grad_y g at (x, y) is built once and each HV / JV is one backward pass through
 it, still counted one call each. Outside every torch.func transform (and with no input requiring
 grad) the graph is built with plain torch.autograd, which computes the same products without
-torch.func's per-call wrapping (same numbers, tested).
+torch.func's per-call wrapping (same numbers, tested). Where the problem gives closed forms of its oracles
+(:meth:`Problem.closed_grad`, :meth:`Problem.closed_second`; :func:`closed_forms`) they replace that plain
+autograd path: no graph at all (``blobench verify`` checks them against autograd; simulated-quadratic's keep
+autograd's bits). ``Oracles.CLOSED_FORMS = False`` switches them off.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch._C._functorch import peek_interpreter_stack
@@ -71,6 +74,19 @@ def _second(fn: Callable, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, bat
         return torch.autograd.grad(g, args, grad_outputs=v, allow_unused=True, materialize_grads=True)
 
 
+def closed_forms(problem: Problem) -> bool:
+    """True when ``problem`` gives closed-form oracles (:meth:`Problem.closed_grad`, :meth:`Problem.closed_second`)
+    for the objectives it evaluates: the class that defines ``closed_grad`` also defines the ``inner`` and ``outer``
+    in use (a subclass or an instance that replaces either gets autograd again)."""
+    cls = type(problem)
+    if cls.closed_grad is Problem.closed_grad:
+        return False
+    owner: Any = next(c for c in cls.__mro__ if "closed_grad" in vars(c))
+    if cls.inner is not owner.inner or cls.outer is not owner.outer:
+        return False
+    return "inner" not in vars(problem) and "outer" not in vars(problem)
+
+
 class _LazyGrad:
     """torch.func.grad(fn, argnums=1), built on first call."""
 
@@ -95,7 +111,9 @@ class Linearization:
         self._o, self._x, self._y, self._batch = oracles, x, y, batch
         self._gy = _LazyGrad(oracles.problem.inner)  # torch.func's grad is built only if a pullback needs it
         self._pulls: dict[str, Callable] = {}
-        if _plain(x, y, batch):
+        plain = _plain(x, y, batch)
+        self._closed = oracles._closed and plain
+        if plain and not self._closed:
             with torch.enable_grad():
                 self._xs = x.detach().requires_grad_(True)
                 self._ys = y.detach().requires_grad_(True)
@@ -103,6 +121,9 @@ class Linearization:
                                         create_graph=True)[0]
             self._g = g
             self.value = g.detach()
+        elif self._closed:  # the problem's closed forms: no graph (Problem.closed_second)
+            self._g = None  # type: ignore[assignment]
+            self.value = oracles.problem.closed_grad("g", (1,), x, y, batch)[0]
         else:
             self._g = None  # type: ignore[assignment]  # products then go through the vjp pullbacks
             if joint:
@@ -130,6 +151,8 @@ class Linearization:
     def hv(self, v: torch.Tensor) -> torch.Tensor:
         """grad2_yy g(x, y) v: one HV."""
         self._o._count("hvp")
+        if self._closed:
+            return self._o.problem.closed_second(self._x, self._y, v, self._batch, "y")[0]
         if self._g is not None:
             return self._autograd(v, (self._ys,))[0]
         if "y" not in self._pulls and "xy" in self._pulls:
@@ -139,6 +162,8 @@ class Linearization:
     def jv(self, v: torch.Tensor) -> torch.Tensor:
         """grad2_xy g(x, y) v (a dim_x vector): one JV."""
         self._o._count("jvp")
+        if self._closed:
+            return self._o.problem.closed_second(self._x, self._y, v, self._batch, "x")[0]
         if self._g is not None:
             return self._autograd(v, (self._xs,))[0]
         if "xy" in self._pulls:
@@ -149,7 +174,9 @@ class Linearization:
         """(grad2_yy g v, grad2_xy g v) from one backward pass: one HV and one JV."""
         self._o._count("hvp")
         self._o._count("jvp")
-        if self._g is not None:
+        if self._closed:
+            jx, jy = self._o.problem.closed_second(self._x, self._y, v, self._batch, "xy")
+        elif self._g is not None:
             jx, jy = self._autograd(v, (self._xs, self._ys))
         else:
             jx, jy = self._pull("xy")(v)
@@ -157,9 +184,14 @@ class Linearization:
 
 
 class Oracles:
+    #: use a problem's closed-form oracles where it gives them (:func:`closed_forms`); False: autograd everywhere
+    #: (the comparison in tests and ``benchmarks/peer_speed.py --closed off``)
+    CLOSED_FORMS: ClassVar[bool] = True
+
     def __init__(self, problem: Problem):
         self.problem = problem
         self.counts: dict[str, int] = dict.fromkeys(ORACLE_NAMES, 0)
+        self._closed = self.CLOSED_FORMS and closed_forms(problem)
 
     # metadata the estimators may read freely
     @property
@@ -185,24 +217,39 @@ class Oracles:
     def _count(self, name: str, k: int = 1) -> None:
         self.counts[name] += k
 
+    def _first(self, side: str, argnums: int | tuple[int, ...], x: torch.Tensor, y: torch.Tensor,
+               batch: Batch) -> Any:
+        """Gradient of g (side "g") or f ("f") w.r.t. argnums: the problem's closed form where it has one and plain
+        autograd would run (:func:`_plain`), else :func:`_grad`."""
+        if self._closed and _plain(x, y, batch):
+            out = self.problem.closed_grad(side, (argnums,) if isinstance(argnums, int) else argnums, x, y, batch)
+            return out[0] if isinstance(argnums, int) else out
+        return _grad(self.problem.inner if side == "g" else self.problem.outer, argnums, x, y, batch)
+
+    def _second(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch, wrt: str) -> tuple:
+        """:func:`_second` (plain autograd), or the problem's closed form (:meth:`Problem.closed_second`)."""
+        if self._closed:
+            return self.problem.closed_second(x, y, v, batch, wrt)
+        return _second(self.problem.inner, x, y, v, batch, wrt)
+
     # -- first order -------------------------------------------------------------------
     def grad_x_f(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None) -> torch.Tensor:
         self._count("grad_x_f")
-        return _grad(self.problem.outer, 0, x, y, batch)
+        return self._first("f", 0, x, y, batch)
 
     def grad_y_f(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None) -> torch.Tensor:
         self._count("grad_y_f")
-        return _grad(self.problem.outer, 1, x, y, batch)
+        return self._first("f", 1, x, y, batch)
 
     def grad_f(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(grad_x f, grad_y f) in one backward pass; counts one of each."""
         self._count("grad_x_f")
         self._count("grad_y_f")
-        return _grad(self.problem.outer, (0, 1), x, y, batch)
+        return self._first("f", (0, 1), x, y, batch)
 
     def grad_y_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None) -> torch.Tensor:
         self._count("grad_y_g")
-        return _grad(self.problem.inner, 1, x, y, batch)
+        return self._first("g", 1, x, y, batch)
 
     # -- second order ------------------------------------------------------------------
     def linearize(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None, value: bool = False,
@@ -227,7 +274,7 @@ class Oracles:
         """grad2_yy g(x, y) v."""
         self._count("hvp")
         if _plain(x, y, v, batch):
-            return _second(self.problem.inner, x, y, v, batch, "y")[0]
+            return self._second(x, y, v, batch, "y")[0]
         gy = grad(self.problem.inner, argnums=1)
         _, pull = vjp(lambda y_: gy(x, y_, batch), y)
         return pull(v)[0]
@@ -236,7 +283,7 @@ class Oracles:
         """grad2_xy g(x, y) v = d/dx <grad_y g(x, y), v> (a dim_x vector)."""
         self._count("jvp")
         if _plain(x, y, v, batch):
-            return _second(self.problem.inner, x, y, v, batch, "x")[0]
+            return self._second(x, y, v, batch, "x")[0]
         gy = grad(self.problem.inner, argnums=1)
         _, pull = vjp(lambda x_: gy(x_, y, batch), x)
         return pull(v)[0]
@@ -248,7 +295,7 @@ class Oracles:
         self._count("hvp")
         self._count("jvp")
         if _plain(x, y, v, batch):
-            jx, jy = _second(self.problem.inner, x, y, v, batch, "xy")
+            jx, jy = self._second(x, y, v, batch, "xy")
             return jy, jx
         gy = grad(self.problem.inner, argnums=1)
         _, pull = vjp(lambda x_, y_: gy(x_, y_, batch), x, y)
@@ -259,13 +306,13 @@ class Oracles:
     def grad_x_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None) -> torch.Tensor:
         """grad_x g(x, y): penalty and value-function methods (F2SA, BOME, F2BA)."""
         self._count("grad_x_g")
-        return _grad(self.problem.inner, 0, x, y, batch)
+        return self._first("g", 0, x, y, batch)
 
     def grad_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(grad_x g, grad_y g) in one backward pass; counts one of each."""
         self._count("grad_x_g")
         self._count("grad_y_g")
-        return _grad(self.problem.inner, (0, 1), x, y, batch)
+        return self._first("g", (0, 1), x, y, batch)
 
     def f_value(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None) -> torch.Tensor:
         """f(x, y): one function value."""

@@ -75,6 +75,26 @@ class Problem:
     def inner(self, x: torch.Tensor, y: torch.Tensor, batch: Batch = None) -> torch.Tensor:
         raise NotImplementedError
 
+    # -- optional closed-form oracles ---------------------------------------------------------
+    def closed_grad(self, side: str, argnums: tuple[int, ...], x: torch.Tensor, y: torch.Tensor,
+                    batch: Batch = None) -> tuple[torch.Tensor, ...]:
+        """Optional: the gradients of ``inner`` (side "g") or ``outer`` ("f") at (x, y; batch) with respect to each
+        of ``argnums`` (0: x, 1: y), in closed form. A problem that does not override it has none: the oracles use
+        autograd.
+
+        The oracles call it only outside every torch.func transform, with grad mode on and no input requiring grad
+        (where they would otherwise build a plain autograd graph), and only while ``inner`` and ``outer`` are this
+        class's own (:func:`blobench.core.oracles.closed_forms`). It must compute what autograd computes:
+        ``blobench verify`` checks every closed form against autograd (``closed_forms``)."""
+        raise NotImplementedError
+
+    def closed_second(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch = None,
+                      wrt: str = "y") -> tuple[torch.Tensor, ...]:
+        """Optional, with :meth:`closed_grad`: products of v with the Jacobian of grad_y g at (x, y; batch), in
+        closed form: ``wrt`` "y" (grad2_yy g v,), "x" (grad2_xy g v,) or "xy" (grad2_xy g v, grad2_yy g v).
+        Called and checked as :meth:`closed_grad` is."""
+        raise NotImplementedError
+
     def init_inner(self, x: torch.Tensor) -> torch.Tensor:
         """y_0; independent of x for problem-based BLO (zeros by default)."""
         return torch.zeros(self.dim_y, dtype=x.dtype, device=x.device)

@@ -20,6 +20,10 @@ Each check returns a :class:`~blobench.gate.verify.common.Check`. Rules and tole
 - ``noise_level`` (problems declaring constants["noise"]): the per-coordinate standard deviation of grad_y f
   from one sample, averaged over coordinates, is within 10 % of the declared noise.
 - ``sample_deterministic``: sample() with the same seed gives identical tensors, another seed different ones.
+- ``closed_forms`` (problems giving closed-form oracles, ``Problem.closed_grad`` / ``closed_second``): grad_x f,
+  grad_y f, grad_x g, grad_y g, HV, JV and the linearisation's value and products from the closed forms agree with
+  autograd's on the same problem within 1e-12 of autograd's norm (+ 1e-12), at x0 and a random x, two y, the full
+  batch and two sampled minibatches; "bit for bit" when every one is identical.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ CONST_RTOL = 1e-6
 DENSE_MAX = 400
 FAMILY_ALPHA = 1e-3
 NOISE_RTOL = 0.10
+CLOSED_RTOL = 1e-12
 
 
 def _norm(t: torch.Tensor) -> float:
@@ -307,8 +312,58 @@ def check_sample_deterministic(name: str, problem) -> Check:
     return c
 
 
+def _oracle_values(oracles, x, y, v, batch) -> dict[str, torch.Tensor]:
+    """Every first- and second-order oracle the closed forms can replace, at one point (and the linearisation's)."""
+    lin = oracles.linearize(x, y, batch, value=True, joint=True)
+    hv, jv = lin.hv_jv(v)
+    gxf, gyf = oracles.grad_f(x, y, batch)
+    gxg, gyg = oracles.grad_g(x, y, batch)
+    return {"grad_x f": gxf, "grad_y f": gyf, "grad_x g": gxg, "grad_y g": gyg, "HV": oracles.hvp(x, y, v, batch),
+            "JV": oracles.jvp(x, y, v, batch), "linearized grad_y g": lin.value, "linearized HV": hv,
+            "linearized JV": jv}
+
+
+def check_closed_forms(name: str, problem) -> Check:
+    """A problem's closed-form oracles (``Problem.closed_grad`` / ``closed_second``) against autograd on the same
+    problem, at x0 and a random x, y_0 + 0.1 and a random y, at the full batch and at two sampled minibatches."""
+    from blobench.core.oracles import Oracles, closed_forms
+
+    c = Check(name, "problem", "closed_forms", name, PASS,
+              expected=f"|closed - autograd| <= {CLOSED_RTOL:g} (||autograd|| + 1e-12), every oracle",
+              source="Problem.closed_grad / closed_second: the oracles' closed forms compute what autograd computes")
+    if not closed_forms(problem):
+        c.verdict, c.measured = NA, "gives no closed-form oracles"
+        return c
+    auto, closed = Oracles(problem), Oracles(problem)
+    auto._closed = False
+    g = torch.Generator().manual_seed(3)
+    batches: list = [None]
+    if problem.stochastic and problem.target.kind == "argmin":
+        nz = problem.sample(g, 2, 1)
+        batches += [{k: t[i] for k, t in nz.items()} for i in range(2)]
+    worst, where, identical = 0.0, "", True
+    for x in (problem.x0(), _random_x(problem)):
+        y0 = problem.init_inner(x)
+        for y in (y0 + 0.1, y0 + torch.randn(y0.shape, generator=g, dtype=y0.dtype)):
+            v = torch.randn(y0.shape, generator=g, dtype=y0.dtype)
+            for b in batches:
+                want, got = _oracle_values(auto, x, y, v, b), _oracle_values(closed, x, y, v, b)
+                for k in want:
+                    if got[k].shape != want[k].shape:
+                        c.verdict, c.measured = FAIL, f"{k}: shape {tuple(got[k].shape)}, autograd {tuple(want[k].shape)}"
+                        return c
+                    identical &= bool(torch.equal(got[k], want[k]))
+                    r = _norm(got[k] - want[k]) / (_norm(want[k]) + 1e-12)
+                    if r > worst:
+                        worst, where = r, k
+    c.value = worst
+    c.measured = "bit for bit" if identical else f"max relative difference {worst:.3g} ({where})"
+    c.verdict = PASS if worst <= CLOSED_RTOL else FAIL
+    return c
+
+
 PROPERTIES = ("basics", "hypergradient_fd", "inner_stationary", "stationary_points", "constants", "minibatch_mean",
-              "noise_level", "sample_deterministic")
+              "noise_level", "sample_deterministic", "closed_forms")
 
 
 def problem_battery(name: str, problem, size: Size) -> list[Check]:
@@ -318,7 +373,8 @@ def problem_battery(name: str, problem, size: Size) -> list[Check]:
     checks = [lambda: check_basics(name, problem), lambda: check_hypergradient_fd(name, problem, size),
               lambda: check_inner_stationary(name, problem), lambda: check_stationary_points(name, problem),
               lambda: check_constants(name, problem), lambda: check_minibatch_mean(name, problem, size),
-              lambda: check_noise_level(name, problem, size), lambda: check_sample_deterministic(name, problem)]
+              lambda: check_noise_level(name, problem, size), lambda: check_sample_deterministic(name, problem),
+              lambda: check_closed_forms(name, problem)]
     props = list(PROPERTIES)
     out = []
     for prop, fn in zip(props, checks):
