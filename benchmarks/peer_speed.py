@@ -67,23 +67,23 @@ MAPPING: dict[str, tuple[dict, dict]] = {
 }
 
 #: benchmark_bilevel's own solvers (JAX, float64, jitted ``one_epoch`` of 16 iterations, synchronised, compile time
-#: excluded), seconds per iteration, min and median over 6 epochs, measured by ``peer_speed.py compare --rounds 3``
-#: (interleaved with blobench, run 1 of docs/peer.md's re-measurement) on the arrays of ``simulated-quadratic``
-#: (defaults), benchmark_bilevel commit 3ad65dc, jax 0.10.2 (CPU). Host: the blobench development machine, 2 cores,
-#: load average 4.2-4.7 from two niced jobs: absolute figures are rough, the interleaved ratios are what ``compare``
-#: is for. (The figures before, at load about 9 without nice, were 1.2-3.3x these.)
+#: excluded), seconds per iteration, min and median over 6 epochs, measured by ``peer_speed.py compare --rounds 3
+#: --closed both`` (interleaved with blobench; docs/peer.md, "Closed-form oracles") on the arrays of
+#: ``simulated-quadratic`` (defaults), benchmark_bilevel commit 3ad65dc, jax 0.10.2 (CPU). Host: the blobench
+#: development machine, 2 cores, nothing else running (a quiet host: the peer's JAX uses both cores and is up to 2x
+#: slower on a loaded one). Absolute figures move with the host; the interleaved ratios are what ``compare`` is for.
 PEER: dict[str, dict[str, float]] = {
-    "soba": {"min_s": 0.00353, "median_s": 0.00387},
-    "saba": {"min_s": 0.00327, "median_s": 0.00456},
-    "srba": {"min_s": 0.00752, "median_s": 0.00794},
-    "amigo": {"min_s": 0.0223, "median_s": 0.0241},
-    "stocbio": {"min_s": 0.0235, "median_s": 0.0249},
-    "mrbo": {"min_s": 0.0199, "median_s": 0.0212},
-    "vrbo": {"min_s": 0.205, "median_s": 0.209},
-    "fsla": {"min_s": 0.00356, "median_s": 0.00379},
-    "f2sa": {"min_s": 0.0188, "median_s": 0.0203},
+    "soba": {"min_s": 0.00148, "median_s": 0.00149},
+    "saba": {"min_s": 0.00161, "median_s": 0.00188},
+    "srba": {"min_s": 0.00355, "median_s": 0.00376},
+    "amigo": {"min_s": 0.0126, "median_s": 0.013},
+    "stocbio": {"min_s": 0.0126, "median_s": 0.0147},
+    "mrbo": {"min_s": 0.0102, "median_s": 0.0114},
+    "vrbo": {"min_s": 0.101, "median_s": 0.102},
+    "fsla": {"min_s": 0.00186, "median_s": 0.00234},
+    "f2sa": {"min_s": 0.00922, "median_s": 0.0103},
 }
-PEER_HOST = "2-core shared development host (two niced jobs, load 4-5), CPU, 2026-12-06, jax 0.10.2, benchmark_bilevel 3ad65dc"
+PEER_HOST = "2-core development host, quiet (nothing else running), CPU, 2026-12-06, jax 0.10.2, benchmark_bilevel 3ad65dc"
 
 
 def estimator(name: str, **over):

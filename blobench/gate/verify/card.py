@@ -147,10 +147,12 @@ def matrix_cells(rows: Iterable[Check]) -> "OrderedDict[str, OrderedDict[str, st
 
 
 def matrix_markdown(rows: list[Check], reasons: dict[tuple[str, str], str] | None = None) -> str:
-    """The estimator x property table (markdown), then each failure with its recorded reason."""
+    """The estimator (or problem) x property table (markdown), then each failure with its recorded reason."""
     cells = matrix_cells(rows)
     props = list(dict.fromkeys(p for c in cells.values() for p in c))
-    out = ["| estimator | " + " | ".join(props) + " |", "| --- |" + " --- |" * len(props)]
+    kinds = {r.kind for r in rows}
+    label = kinds.pop() if len(kinds) == 1 else "subject"  # the problems' table is headed "problem"
+    out = [f"| {label} | " + " | ".join(props) + " |", "| --- |" + " --- |" * len(props)]
     for subj, c in cells.items():
         out.append(f"| {subj} | " + " | ".join(_md_cell(c.get(p, "")) for p in props) + " |")
     fails = [r for r in rows if r.failed]
