@@ -316,3 +316,20 @@ def test_closed_forms_are_used_only_for_the_class_own_objectives():
     # the subclass's gradient includes its extra term: autograd ran, not the parent's closed form
     torch.testing.assert_close(Oracles(s).grad_y_g(x, y) - Oracles(p).grad_y_g(x, y), torch.ones(6, dtype=torch.float64),
                                rtol=0, atol=1e-15)
+
+
+def test_on_a_device_moves_the_tables_and_not_the_cached_averages():
+    """``on(device)`` moves the tensors the problem keeps in dicts (its tables, packed rows, unpack indices,
+    full-batch means): before, only direct tensor attributes moved and the oracles mixed devices. On the shape-only
+    "meta" device a whole vmapped estimate runs; the CPU original and its minibatch cache are untouched."""
+    from blobench.measure.sampling import draw_noise, run_draws
+
+    p = SimulatedQuadratic(**SMALL)
+    q = p.on("meta")
+    moved = [*q.tables["g"], *q.tables["f"], *q._flat.values(), *q._unpack.values(), *q.fb["g"], *q.fb["f"]]
+    assert all(t.device.type == "meta" for t in moved)
+    assert all(t.device.type == "cpu" for t in [*p.tables["g"], *p._flat.values(), *p.fb["f"]])
+    assert q._memo is not p._memo and not q._memo["g"]
+    e = harness.estimator("f2sa", batch_size=4, inner_steps=3)
+    G, C = run_draws(q, e, p.x0().to("meta"), draw_noise(p, e, 5, 0, "meta"), 5)
+    assert G.shape == (5, 3) and G.device.type == "meta" and C["grad_x_g"].tolist() == [2] * 5

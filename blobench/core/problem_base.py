@@ -32,6 +32,24 @@ class Target:
     lr: float | None = None
 
 
+def _to_device(v: Any, dev: torch.device) -> Any:
+    """v with every tensor in it (through dicts, lists and tuples) on ``dev``; v itself where it holds none."""
+    if isinstance(v, torch.Tensor):
+        return v.to(dev)
+    if isinstance(v, (dict, list, tuple)):
+        items = list(v.items()) if isinstance(v, dict) else list(enumerate(v))
+        moved = [(k, _to_device(x, dev)) for k, x in items]
+        if all(m is x for (_, m), (_, x) in zip(moved, items)):
+            return v
+        if isinstance(v, dict):
+            out = type(v)() if type(v) is not dict else {}
+            out.update(moved)
+            return out
+        vals = [m for _, m in moved]
+        return type(v)(vals) if type(v) in (list, tuple) else type(v)(*vals)  # namedtuples take fields
+    return v
+
+
 class Problem:
     """Base class; register subclasses with ``@harness.register_problem("name")``.
 
@@ -155,7 +173,9 @@ class Problem:
 
     def on(self, device: str | torch.device) -> "Problem":
         """This problem with its tensor attributes (data, matrices) on ``device``, for the estimators' oracles;
-        ``self`` on CPU. A shallow copy: ground truth stays with the CPU original."""
+        ``self`` on CPU. A shallow copy: ground truth stays with the CPU original. Tensors held in dicts, lists
+        and tuples (a problem's tables) move too, in new containers, so the CPU original is untouched; a problem
+        keeping caches of device-specific results resets them in its own ``on``."""
         dev = torch.device(device)
         if dev.type == "cpu":
             return self
@@ -163,8 +183,9 @@ class Problem:
 
         q = copy.copy(self)
         for k, v in vars(self).items():
-            if isinstance(v, torch.Tensor):
-                setattr(q, k, v.to(dev))
+            moved = _to_device(v, dev)
+            if moved is not v:
+                setattr(q, k, moved)
         return q
 
     def __repr__(self) -> str:

@@ -162,6 +162,15 @@ class SimulatedQuadratic(harness.Problem):
         self._Hg_inv: torch.Tensor | None = None
         self._J: torch.Tensor | None = None
 
+    def on(self, device):
+        """The tables on ``device`` (Problem.on moves the dicts of tables); the minibatch averages kept for CPU
+        index tensors are not carried over: the copy starts with empty ones of its own."""
+        q = super().on(device)
+        if q is not self:
+            q._memo = {"g": OrderedDict(), "f": OrderedDict()}
+            q._weights = {}
+        return q
+
     # -- structure --------------------------------------------------------------------
     @property
     def constants(self) -> dict[str, float]:
