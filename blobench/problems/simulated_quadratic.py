@@ -264,8 +264,8 @@ class SimulatedQuadratic(harness.Problem):
         return tuple(out)
 
     def closed_second(self, x, y, v, batch=None, wrt="y"):
-        """grad2_yy g v = (H v) 0.5 + H'(v 0.5) and grad2_xy g v = C v, as autograd's double backward through
-        ``closed_grad``'s y formula computes them (same bits, tested)."""
+        """grad2_yy g v = (H v) 0.5 + H'(v 0.5) and grad2_xy g v = C v, as autograd's double backward through its
+        own graph of grad_y g computes them (same bits, tested)."""
         H, _, C, _, _ = self.coefficients("g", batch)
         if wrt == "y":
             return ((H @ v) * 0.5 + H.T @ (v * 0.5),)
