@@ -149,6 +149,23 @@ def test_problem_on_a_device_moves_its_tensors_and_runs_there():
     assert G.shape == (5, 4) and G.device.type == "meta" and C["hvp"].tolist() == [2] * 5
 
 
+def test_problem_on_a_device_moves_tensors_inside_containers_and_keeps_their_types():
+    """Problem.on moves tensors held in dicts (OrderedDict included), lists, tuples and namedtuples, in new
+    containers of the same types; a container without tensors is kept as it is, and the original is untouched."""
+    import collections
+
+    from blobench.core.problem_base import _to_device
+
+    NT = collections.namedtuple("NT", "a b")
+    v = {"nt": NT(torch.ones(2), 3), "list": [torch.zeros(1), "k"], "od": collections.OrderedDict(q=torch.ones(1)),
+         "plain": {"n": 1}}
+    m = _to_device(v, torch.device("meta"))
+    assert type(m["nt"]) is NT and m["nt"].a.device.type == "meta" and m["nt"].b == 3
+    assert m["list"][0].device.type == "meta" and m["list"][1] == "k"
+    assert type(m["od"]) is collections.OrderedDict and m["od"]["q"].device.type == "meta"
+    assert m["plain"] is v["plain"] and v["nt"].a.device.type == "cpu" and v["od"]["q"].device.type == "cpu"
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name,kw", [("aid-cg", dict(inner_steps=5, solver_steps=3, batch_size=2)),
                                      ("itd", dict(inner_steps=4)), ("bsa", dict(inner_steps=3, solver_steps=4))])

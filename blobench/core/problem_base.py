@@ -46,7 +46,7 @@ def _to_device(v: Any, dev: torch.device) -> Any:
             out.update(moved)
             return out
         vals = [m for _, m in moved]
-        return type(v)(vals) if type(v) in (list, tuple) else type(v)(*vals)  # namedtuples take fields
+        return type(v)(*vals) if hasattr(v, "_fields") else type(v)(vals)  # a namedtuple takes its fields
     return v
 
 
