@@ -333,3 +333,22 @@ def test_on_a_device_moves_the_tables_and_not_the_cached_averages():
     e = harness.estimator("f2sa", batch_size=4, inner_steps=3)
     G, C = run_draws(q, e, p.x0().to("meta"), draw_noise(p, e, 5, 0, "meta"), 5)
     assert G.shape == (5, 3) and G.device.type == "meta" and C["grad_x_g"].tolist() == [2] * 5
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "blocks"])
+def test_block_views_are_the_split_views_at_the_same_addresses(sampler):
+    """``_split`` takes each coefficient block with one ``as_strided``: the same numbers, shapes and strides as
+    ``split`` + ``view`` of the unpacked row, at the same addresses (a BLAS kernel's last bits may depend on an
+    operand's alignment, so the same offsets are what keeps the iterates' bits)."""
+    p = SimulatedQuadratic(**SMALL, sampler=sampler)
+    nz = p.sample(torch.Generator().manual_seed(4), 3, 4)
+    for k in range(3):
+        for side in ("g", "f"):
+            got = p.coefficients(side, {key: t[k] for key, t in nz.items()})
+            row = torch.cat([t.reshape(-1) for t in got]).contiguous()  # the unpacked row, rebuilt
+            want = tuple(r.view(t.shape[1:]) for r, t in zip(row.split(p._cuts[side]), p.tables[side]))
+            assert all(torch.equal(a, b) and a.shape == b.shape and a.stride() == b.stride()
+                       for a, b in zip(got, want, strict=True))
+            base = got[0].data_ptr()
+            offsets = [t.data_ptr() - base for t in got]
+            assert offsets == [w.data_ptr() - want[0].data_ptr() for w in want]
