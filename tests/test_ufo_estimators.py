@@ -129,14 +129,14 @@ def test_counts_follow_the_work_that_runs():
 
 
 def _plain_vmap(p, e, x, n, seed, chunk):
-    """The path before coin grouping: vmap of ``estimate`` over each chunk (both branches for every draw)."""
-    from torch.func import vmap
-
-    from blobench.measure.sampling import draw_noise
+    """The path before coin grouping: vmap of ``estimate`` over each chunk (both branches for every draw), each
+    chunk on padded rows as the engine runs every vmapped call (:func:`blobench.measure.sampling.padded_vmap`;
+    unpadded, a 64-row call sends its last 4 rows through MKL's edge kernel)."""
+    from blobench.measure.sampling import draw_noise, padded_vmap
 
     noise = draw_noise(p, e, n, seed)
     one = lambda nz: e.estimate(Oracles(p), x, nz, None).grad  # noqa: E731
-    return torch.cat([vmap(one, randomness="error")({k: v[a:a + chunk] for k, v in noise.items()})
+    return torch.cat([padded_vmap(one, ({k: v[a:a + chunk] for k, v in noise.items()},), min(chunk, n - a))
                       for a in range(0, n, chunk)])
 
 
@@ -158,12 +158,14 @@ def test_coin_grouping_is_bit_identical_to_plain_vmap(name, params):
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "finding, not a tolerance: on meta-linreg the coin-grouped path differs from plain vmap by 1 ulp in 28-30 of 64 "
-    "rows at q = 1 (|diff| <= 4.4e-16) and in row 25 at q = 0.1, whatever the thread count (1 or 2) and the row "
-    "padding (ROW_ALIGN 1, 16, 24); run alone it failed on main before 0.2 too, and passed only inside the full "
-    "suite. The grouped path's op order differs from vmap's where both branches are computed. Not strict: "
-    "the outcome depends on state left by earlier tests (it passed inside the full suite before), so an XPASS is "
-    "possible without a fix"))
+    "finding, not a tolerance: on meta-linreg the coin-grouped path differs from vmap of estimate (padded as the "
+    "engine pads) in 27 of 64 rows at q = 1 (|diff| <= 2.2e-16) and in 1 row at q = 0.1 (2.7e-15). Root cause, "
+    "measured by running the two branches apart: the first-order parts (g_FO) agree bit for bit; the exact branch "
+    "differs because the grouped path passes the first-order pass's outputs (gx, gy, the trajectory) into a second "
+    "vmap as materialised inputs, while vmap of estimate keeps them as batched intermediates of one transform, and "
+    "meta-linreg's batched matmuls round by operand layout. The same exact branch run as a second vmap over the "
+    "joint path's forward outputs equals the grouped path in every row. Not strict: earlier stops saw it pass "
+    "inside the full suite"))
 def test_coin_grouping_on_meta_linreg_bit_for_bit():
     """meta-linreg's batched matmuls round by call size below a few rows (a one-row call runs GEMV); with every
     vmapped call padded to MIN_VMAP_ROWS rows, the grouped draws (exact branch only where a coin fired) equal
