@@ -272,7 +272,9 @@ class UFO(harness.Estimator):
         """m draws at once, grouped by their coin (fresh state, as ``harness.estimate`` runs them): the
         first-order pass batched over all m draws, the exact branch batched over the fired draws only.
         Returns (grads [m, dim_x], per-draw oracle calls measured by vmap_counted); numbers equal
-        ``estimate``'s draw by draw."""
+        ``estimate``'s draw by draw, except by an ulp where a problem's batched matmuls round by operand layout
+        (meta-linreg: the exact branch gets the first-order pass's outputs as materialised vmap inputs; the xfail
+        in tests/test_ufo_estimators.py)."""
         est, _, _, _, _, calls = self._grouped(oracles, x, noise, self._q(self.inner_steps(oracles), None))
         return est, calls
 
