@@ -42,7 +42,7 @@ def _to_device(v: Any, dev: torch.device) -> Any:
         if all(m is x for (_, m), (_, x) in zip(moved, items)):
             return v
         if isinstance(v, dict):
-            out = type(v)() if type(v) is not dict else {}
+            out = type(v)()
             out.update(moved)
             return out
         vals = [m for _, m in moved]

@@ -146,25 +146,20 @@ class SimulatedQuadratic(harness.Problem):
         #: ``avg_row.index_select(0, _unpack[s])`` is the full averaged row, each block at its unpacked offset: the
         #: offsets matter (with the blocks of the packed row as operands, the iterates differed in the last bits:
         #: a BLAS kernel's path may depend on an operand's alignment)
-        self._flat, self._unpack = {}, {}
+        #: ``_blocks[s]``: (shape, strides, offset) of each block in an unpacked row, its views taken with one
+        #: as_strided each
+        self._flat, self._unpack, self._blocks = {}, {}, {}
         for s, T in self.tables.items():
             parts = [pack_symmetric(a) for a in T]
             self._flat[s] = torch.cat([a.reshape(a.shape[0], -1) for a, _ in parts], dim=1)
-            idx, at = [], 0
-            for a, u in parts:
+            idx, blocks, at, full = [], [], 0, 0  # offsets in the packed and in the unpacked row
+            for t, (a, u) in zip(T, parts):
                 k = a[0].numel()
                 idx.append(torch.arange(at, at + k) if u is None else u + at)
-                at += k
-            self._unpack[s] = torch.cat(idx)
+                blocks.append((tuple(t.shape[1:]), t[0].stride(), full))  # the tables are contiguous
+                at, full = at + k, full + t[0].numel()
+            self._unpack[s], self._blocks[s] = torch.cat(idx), blocks
         self._cuts = {s: [a[0].numel() for a in T] for s, T in self.tables.items()}
-        #: (shape, strides, offset) of each block in an unpacked row: its views, taken with one as_strided each
-        self._blocks = {}
-        for s, T in self.tables.items():
-            at, blocks = 0, []
-            for a in T:
-                blocks.append((tuple(a.shape[1:]), a[0].contiguous().stride(), at))
-                at += a[0].numel()
-            self._blocks[s] = blocks
         self._weights: dict[int, torch.Tensor] = {}
         self.fb = {s: tuple(a.mean(0) for a in T) for s, T in self.tables.items()}
         self._Hg_inv: torch.Tensor | None = None
@@ -172,11 +167,10 @@ class SimulatedQuadratic(harness.Problem):
 
     def on(self, device):
         """The tables on ``device`` (Problem.on moves the dicts of tables); the minibatch averages kept for CPU
-        index tensors are not carried over: the copy starts with empty ones of its own."""
+        index tensors are not carried over (keyed by their addresses): the copy starts with an empty cache."""
         q = super().on(device)
         if q is not self:
             q._memo = {"g": OrderedDict(), "f": OrderedDict()}
-            q._weights = {}
         return q
 
     # -- structure --------------------------------------------------------------------

@@ -21,7 +21,8 @@ Each check returns a :class:`~blobench.gate.verify.common.Check`. Rules and tole
   from one sample, averaged over coordinates, is within 10 % of the declared noise.
 - ``sample_deterministic``: sample() with the same seed gives identical tensors, another seed different ones.
 - ``closed_forms`` (problems giving closed-form oracles, ``Problem.closed_grad`` / ``closed_second``): grad_x f,
-  grad_y f, grad_x g, grad_y g, HV, JV and the linearisation's value and products from the closed forms agree with
+  grad_y f, grad_x g, grad_y g (alone and in pairs), HV, JV (alone and together) and a linearisation's value and
+  products (joint and not) from the closed forms agree with
   autograd's on the same problem within 1e-12 of autograd's norm (+ 1e-12), at x0 and a random x, two y, the full
   batch and two sampled minibatches; "bit for bit" when every one is identical.
 """
@@ -312,15 +313,21 @@ def check_sample_deterministic(name: str, problem) -> Check:
     return c
 
 
-def _oracle_values(oracles, x, y, v, batch) -> dict[str, torch.Tensor]:
-    """Every first- and second-order oracle the closed forms can replace, at one point (and the linearisation's)."""
-    lin = oracles.linearize(x, y, batch, value=True, joint=True)
-    hv, jv = lin.hv_jv(v)
-    gxf, gyf = oracles.grad_f(x, y, batch)
-    gxg, gyg = oracles.grad_g(x, y, batch)
-    return {"grad_x f": gxf, "grad_y f": gyf, "grad_x g": gxg, "grad_y g": gyg, "HV": oracles.hvp(x, y, v, batch),
-            "JV": oracles.jvp(x, y, v, batch), "linearized grad_y g": lin.value, "linearized HV": hv,
-            "linearized JV": jv}
+def oracle_values(oracles, x, y, v, batch) -> dict[str, torch.Tensor]:
+    """Every oracle entry point the closed forms can replace, at one point: each gradient alone and in pairs
+    (``grad_f``, ``grad_g``: autograd takes another path for them), HV, JV and both at once, and a linearisation's
+    value and products, joint and not."""
+    out = {"grad_x f": oracles.grad_x_f(x, y, batch), "grad_y f": oracles.grad_y_f(x, y, batch),
+           "grad_x g": oracles.grad_x_g(x, y, batch), "grad_y g": oracles.grad_y_g(x, y, batch)}
+    out["grad_f (x)"], out["grad_f (y)"] = oracles.grad_f(x, y, batch)
+    out["grad_g (x)"], out["grad_g (y)"] = oracles.grad_g(x, y, batch)
+    out["HV"], out["JV"] = oracles.hvp(x, y, v, batch), oracles.jvp(x, y, v, batch)
+    out["hvp_jvp (HV)"], out["hvp_jvp (JV)"] = oracles.hvp_jvp(x, y, v, batch)
+    for joint in (False, True):
+        lin, at = oracles.linearize(x, y, batch, value=True, joint=joint), f"linearized (joint={joint})"
+        out[f"{at} grad_y g"], out[f"{at} HV"], out[f"{at} JV"] = lin.value, lin.hv(v), lin.jv(v)
+        out[f"{at} hv_jv (HV)"], out[f"{at} hv_jv (JV)"] = lin.hv_jv(v)
+    return out
 
 
 def check_closed_forms(name: str, problem) -> Check:
@@ -347,7 +354,7 @@ def check_closed_forms(name: str, problem) -> Check:
         for y in (y0 + 0.1, y0 + torch.randn(y0.shape, generator=g, dtype=y0.dtype)):
             v = torch.randn(y0.shape, generator=g, dtype=y0.dtype)
             for b in batches:
-                want, got = _oracle_values(auto, x, y, v, b), _oracle_values(closed, x, y, v, b)
+                want, got = oracle_values(auto, x, y, v, b), oracle_values(closed, x, y, v, b)
                 for k in want:
                     if got[k].shape != want[k].shape:
                         c.verdict, c.measured = FAIL, f"{k}: shape {tuple(got[k].shape)}, autograd {tuple(want[k].shape)}"
